@@ -1,0 +1,318 @@
+"""The ``mta`` command: run one domain's server and look after its accounts and mail.
+
+``mta serve`` runs every listener the config names (steps 3, 4, 5); ``mta check`` is the
+container health check; the account and mailbox commands inspect the store without a mail
+client. Every command takes ``--config FILE``. Errors print one line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from email import message_from_bytes, policy
+from typing import Any
+
+from mta import config as config_mod
+from mta import server as server_mod
+from mta.config import Config, ConfigError
+from mta.store import Store, StoreError
+
+log = logging.getLogger("labmail")
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+Command = Callable[[argparse.Namespace, Config], Any]
+COMMANDS: dict[str, Command] = {}
+
+
+class CommandError(Exception):
+    """A failure to report to the user in one line (exit 1)."""
+
+
+# -- logging ------------------------------------------------------------------------------------
+
+
+class TraceFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        if hasattr(record, "direction"):
+            arrow = "C:" if record.direction == "C" else "S:"
+            stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+            return (f"{stamp} step{record.step} {record.component:<10} {record.peer:<21} "
+                    f"{arrow} {record.line}")
+        return super().format(record)
+
+
+def setup_logging(verbose: bool, trace: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(TraceFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("labmail")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+    logging.getLogger("labmail.trace").setLevel(logging.DEBUG if trace else logging.WARNING)
+    # aiosmtpd logs every line at INFO on "mail.log"; labmail's own trace replaces it.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+
+
+# -- serve ---------------------------------------------------------------------------------------
+
+
+async def _serve(config: Config) -> None:
+    server = await server_mod.start(config)
+    for name, port in server.ports.items():
+        listener = getattr(config.listeners, name)
+        print(f"mta: {config.hostname} {name} listening on {listener.host}:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, AttributeError, ValueError):  # Windows
+            pass
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await server.close()
+
+
+def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    setup_logging(args.verbose, args.trace)
+    try:
+        asyncio.run(_serve(config))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        raise CommandError(f"cannot listen: {exc.strerror or exc}") from None
+    return EXIT_OK
+
+
+# -- check ---------------------------------------------------------------------------------------
+
+
+async def _greeting(host: str, port: int, timeout: float) -> str:
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    try:
+        line = await asyncio.wait_for(reader.readline(), timeout)
+        return line.decode("utf-8", "replace").strip()
+    finally:
+        writer.close()
+
+
+def cmd_check(args: argparse.Namespace, config: Config) -> int:
+    expected = {"mx": "220", "submission": "220", "pop3": "+OK"}
+    failures = 0
+    checked = 0
+    for name, want in expected.items():
+        listener = getattr(config.listeners, name)
+        if listener is None:
+            continue
+        checked += 1
+        host = "127.0.0.1" if listener.host in ("0.0.0.0", "", "::") else listener.host
+        try:
+            greeting = asyncio.run(_greeting(host, listener.port, args.timeout))
+        except (OSError, TimeoutError) as exc:
+            greeting = f"no answer ({exc.__class__.__name__}: {exc})"
+        ok = greeting.startswith(want)
+        failures += not ok
+        print(f"{name:<10} {host}:{listener.port}  {'ok' if ok else 'FAIL'}  {greeting}")
+    if not checked:
+        raise CommandError("the config names no listener to check")
+    return EXIT_OK if not failures else EXIT_FAIL
+
+
+# -- accounts ------------------------------------------------------------------------------------
+
+
+def _read_password(prompt: str) -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass(prompt)
+        if getpass.getpass("again: ") != first:
+            raise CommandError("the two passwords differ")
+        password = first
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise CommandError("empty password")
+    return password
+
+
+def _local_address(config: Config, address: str) -> str:
+    address = config_mod.normalise_address(address)
+    local, at, domain = address.rpartition("@")
+    if not at or not local or domain not in config.domains:
+        raise CommandError(f"{address!r} is not an address in {', '.join(config.domains)}")
+    return address
+
+
+async def _with_store(config: Config, fn: Callable[[Store], Any]) -> Any:
+    store = await Store.open(config.database)
+    try:
+        return await fn(store)
+    finally:
+        await store.close()
+
+
+def cmd_adduser(args: argparse.Namespace, config: Config) -> int:
+    address = _local_address(config, args.address)
+
+    async def run(store: Store) -> None:
+        if await store.has_account(address):
+            raise CommandError(f"{address} exists already (use 'mta passwd')")
+        await store.set_account(address, _read_password(f"password for {address}: "))
+
+    asyncio.run(_with_store(config, run))
+    print(f"added {address}")
+    return EXIT_OK
+
+
+def cmd_passwd(args: argparse.Namespace, config: Config) -> int:
+    address = _local_address(config, args.address)
+
+    async def run(store: Store) -> None:
+        if not await store.has_account(address):
+            raise CommandError(f"no account {address}")
+        await store.set_account(address, _read_password(f"new password for {address}: "))
+
+    asyncio.run(_with_store(config, run))
+    print(f"password changed for {address}")
+    return EXIT_OK
+
+
+def cmd_deluser(args: argparse.Namespace, config: Config) -> int:
+    address = _local_address(config, args.address)
+
+    async def run(store: Store) -> bool:
+        return await store.delete_account(address)
+
+    if not asyncio.run(_with_store(config, run)):
+        raise CommandError(f"no account {address}")
+    print(f"deleted {address} and its mailbox")
+    return EXIT_OK
+
+
+def cmd_users(args: argparse.Namespace, config: Config) -> int:
+    async def run(store: Store) -> list[tuple[str, int]]:
+        return [(a, await store.count_entries(a)) for a in await store.accounts()]
+
+    for address, count in asyncio.run(_with_store(config, run)):
+        print(f"{address}  {count} message{'s' if count != 1 else ''}")
+    return EXIT_OK
+
+
+# -- mailbox -------------------------------------------------------------------------------------
+
+
+def cmd_mailbox(args: argparse.Namespace, config: Config) -> int:
+    address = config_mod.normalise_address(args.address)
+
+    async def run(store: Store) -> Any:
+        if args.action == "list":
+            return await store.list_entries(address)
+        if args.action == "purge":
+            return await store.purge(address)
+        entries = await store.list_entries(address)
+        if not 1 <= args.number <= len(entries):
+            raise CommandError(f"{address} has no message {args.number} "
+                               f"({len(entries)} in the mailbox)")
+        return await store.fetch(address, entries[args.number - 1].id)
+
+    result = asyncio.run(_with_store(config, run))
+    if args.action == "list":
+        print(f"{'#':>4}  {'uidl':<32}  {'received':<19}  {'size':>8}  {'id':<12}  sender")
+        for n, entry in enumerate(result, 1):
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.received))
+            print(f"{n:>4}  {entry.uid:<32}  {when}  {entry.size:>8}  {entry.txn_id:<12}  "
+                  f"<{entry.sender}>")
+        print(f"{len(result)} message(s) for {address}")
+    elif args.action == "purge":
+        print(f"deleted {result} message(s) from {address}")
+    else:
+        if args.raw:
+            sys.stdout.buffer.write(result)
+        else:
+            msg = message_from_bytes(result, policy=policy.default)
+            for name in ("Return-Path", "Date", "From", "To", "Subject", "Message-ID"):
+                if msg[name] is not None:
+                    print(f"{name}: {msg[name]}")
+            body = msg.get_body(preferencelist=("plain", "html"))
+            print()
+            print(body.get_content() if body is not None else "(no text part)")
+    return EXIT_OK
+
+
+# -- parser --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mta", description="labmail: one domain's mail server")
+    parser.add_argument("--config", "-c", metavar="FILE",
+                        help="the server's TOML config (default: $LABMAIL_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run every listener the config names until SIGINT/SIGTERM")
+    p.add_argument("--trace", action="store_true", help="log every protocol line")
+    p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    p.set_defaults(run=cmd_serve)
+
+    p = sub.add_parser("check", help="connect to each listener and expect its greeting")
+    p.add_argument("--timeout", type=float, default=5.0)
+    p.set_defaults(run=cmd_check)
+
+    for name, fn, text in (("adduser", cmd_adduser, "create an account"),
+                           ("passwd", cmd_passwd, "change an account's password"),
+                           ("deluser", cmd_deluser, "delete an account and its mailbox")):
+        p = sub.add_parser(name, help=f"{text} (password from a prompt or stdin)")
+        p.add_argument("address")
+        p.set_defaults(run=fn)
+
+    p = sub.add_parser("users", help="list the accounts")
+    p.set_defaults(run=cmd_users)
+
+    p = sub.add_parser("mailbox", help="inspect mail without a mail client")
+    mb = p.add_subparsers(dest="action", required=True)
+    for action, text in (("list", "list a mailbox"), ("purge", "delete every message")):
+        q = mb.add_parser(action, help=text)
+        q.add_argument("address")
+        q.set_defaults(run=cmd_mailbox)
+    q = mb.add_parser("show", help="show one message")
+    q.add_argument("address")
+    q.add_argument("number", type=int)
+    q.add_argument("--raw", action="store_true", help="the message exactly as stored")
+    q.set_defaults(run=cmd_mailbox)
+
+    for register in EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+# Other modules (the queue) add their subcommands here: fn(subparsers) -> None.
+EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    path = args.config or os.environ.get("LABMAIL_CONFIG")
+    if not path:
+        print("mta: no config: give --config FILE or set LABMAIL_CONFIG", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        config = config_mod.load(path)
+    except ConfigError as exc:
+        print(f"mta: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.run(args, config)
+    except (CommandError, StoreError, ConfigError) as exc:
+        print(f"mta: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,407 @@
+"""Server configuration: one TOML file per mail domain, loaded into frozen dataclasses.
+
+Every step a server takes part in (3 submit, 4 relay/receive, 5 retrieve) reads its settings from
+here. Unknown keys and bad values are refused with a one-line ``ConfigError`` naming the key and
+the file. Environment variables override what containers and tests must change; the rule is
+
+    LABMAIL_<KEY PATH IN UPPER CASE, DOTS AS UNDERSCORES>
+
+    LABMAIL_HOSTNAME=mx.bob.lab
+    LABMAIL_DATABASE=/var/lib/labmail/bob.db
+    LABMAIL_LISTENERS_MX=0.0.0.0:25          ("off" disables a listener)
+    LABMAIL_LISTENERS_SUBMISSION=0.0.0.0:587
+    LABMAIL_LISTENERS_POP3=0.0.0.0:110
+    LABMAIL_ROUTES=alice.lab=alice-mta:25,bob.lab=bob-mta:25   ("" clears the table)
+    LABMAIL_RELAY_NAMESERVERS=127.0.0.1:5353
+    LABMAIL_CONFIG=/etc/labmail/bob.lab.toml  (the file itself, when --config is not given)
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "LABMAIL_"
+
+
+class ConfigError(Exception):
+    """A config file or override that cannot be used; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Listener:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Listeners:
+    mx: Listener | None = None
+    submission: Listener | None = None
+    pop3: Listener | None = None
+
+
+@dataclass(frozen=True)
+class Account:
+    address: str
+    password: str
+    # APOP needs the secret in reversible form (RFC 1939 7): lab-only, off unless asked for.
+    apop: bool = False
+
+
+@dataclass(frozen=True)
+class TLS:
+    # "off", "self-signed" (generated for the hostname at first start) or "files"
+    mode: str = "off"
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_message_size: int = 10 * 1024 * 1024
+    max_recipients: int = 100
+    max_connections: int = 200
+    command_timeout: float = 300.0
+    pop3_idle_timeout: float = 600.0
+    failed_auth_delay: float = 1.0
+    max_received_headers: int = 30
+
+
+@dataclass(frozen=True)
+class Queue:
+    # Retry delay for attempt n is retry_initial * retry_factor ** (n - 1), capped at retry_max.
+    retry_initial: float = 300.0
+    retry_factor: float = 2.0
+    retry_max: float = 4 * 3600.0
+    lifetime: float = 5 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Relay:
+    verify_tls: bool = False
+    connect_timeout: float = 30.0
+    command_timeout: float = 300.0
+    nameservers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Lab and test fault injection; empty unless configured."""
+
+    # replies the MX listener gives to its next transactions, one each, e.g. ["451 4.3.0 try later"]
+    mx_replies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    hostname: str
+    domains: tuple[str, ...]
+    database: Path
+    listeners: Listeners = field(default_factory=Listeners)
+    accounts: tuple[Account, ...] = ()
+    routes: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+    postmaster: str | None = None
+    catch_all: Mapping[str, str] = field(default_factory=dict)
+    allow_plaintext_auth: bool = False
+    tls: TLS = field(default_factory=TLS)
+    limits: Limits = field(default_factory=Limits)
+    queue: Queue = field(default_factory=Queue)
+    relay: Relay = field(default_factory=Relay)
+    faults: Faults = field(default_factory=Faults)
+    source: str = "<config>"
+
+    def is_local_domain(self, domain: str) -> bool:
+        return domain.lower() in self.domains
+
+    @property
+    def postmaster_address(self) -> str:
+        """Where mail to postmaster goes (RFC 5321 4.5.1)."""
+        if self.postmaster:
+            return self.postmaster
+        if self.accounts:
+            return self.accounts[0].address
+        return f"postmaster@{self.domains[0]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# parsing
+
+
+def normalise_address(address: str) -> str:
+    """Logins and mailbox owners are full addresses compared case-insensitively."""
+    return address.strip().lower()
+
+
+def parse_hostport(value: str, where: str) -> tuple[str, int]:
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{where}: expected host:port, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+class _Reader:
+    """Walks one TOML table, refusing unknown keys and wrong types with the key's full name."""
+
+    def __init__(self, table: Mapping[str, Any], prefix: str, source: str) -> None:
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{source}: '{prefix.rstrip('.')}' must be a table")
+        self.table = table
+        self.prefix = prefix
+        self.source = source
+        self.used: set[str] = set()
+
+    def err(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.source}: '{self.prefix}{key}' {message}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        self.used.add(key)
+        if key not in self.table:
+            return default
+        value = self.table[key]
+        if isinstance(value, bool) and kind in (int, float, (int, float)):
+            raise self.err(key, "must be a number")
+        if kind is float and isinstance(value, int):
+            value = float(value)
+        if not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else "number"
+            names = {"str": "a string", "int": "an integer", "float": "a number",
+                     "bool": "true or false", "list": "a list", "dict": "a table",
+                     "number": "a number"}.get(names, names)
+            raise self.err(key, f"must be {names}")
+        return value
+
+    def positive(self, key: str, kind: type, default: Any) -> Any:
+        value = self.get(key, kind, default)
+        if value <= 0:
+            raise self.err(key, "must be greater than 0")
+        return value
+
+    def sub(self, key: str) -> _Reader:
+        return _Reader(self.get(key, dict, {}), f"{self.prefix}{key}.", self.source)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            raise self.err(unknown[0], "is not a known setting")
+
+
+def _domain(value: str, reader: _Reader, key: str) -> str:
+    domain = value.strip().lower().rstrip(".")
+    if not domain or len(domain) > 255 or any(c.isspace() or c in "@:/[]" for c in domain):
+        raise reader.err(key, f"has an invalid domain {value!r}")
+    return domain
+
+
+def _listener(reader: _Reader, name: str) -> Listener | None:
+    if name not in reader.table:
+        reader.used.add(name)
+        return None
+    sub = reader.sub(name)
+    host = sub.get("host", str, "127.0.0.1")
+    port = sub.get("port", int)
+    if port is None:
+        raise sub.err("port", "is required")
+    if not 0 <= port <= 65535:
+        raise sub.err("port", "must be between 0 and 65535")
+    sub.finish()
+    return Listener(host, port)
+
+
+def _accounts(reader: _Reader, domains: tuple[str, ...]) -> tuple[Account, ...]:
+    raw = reader.get("accounts", list, [])
+    accounts = []
+    seen = set()
+    for i, item in enumerate(raw):
+        sub = _Reader(item, f"accounts[{i}].", reader.source)
+        address = normalise_address(sub.get("address", str, ""))
+        local, _, domain = address.rpartition("@")
+        if not local or domain not in domains:
+            raise sub.err("address", f"must be an address in one of {list(domains)}")
+        password = sub.get("password", str)
+        if not password:
+            raise sub.err("password", "is required")
+        if address in seen:
+            raise sub.err("address", f"repeats {address}")
+        seen.add(address)
+        accounts.append(Account(address, password, sub.get("apop", bool, False)))
+        sub.finish()
+    return tuple(accounts)
+
+
+def _routes(reader: _Reader) -> dict[str, tuple[str, int]]:
+    sub = reader.sub("routes")
+    routes = {}
+    for domain in list(sub.table):
+        value = sub.get(domain, str)
+        where = f"{sub.source}: '{sub.prefix}{domain}'"
+        routes[_domain(domain, sub, domain)] = _parse_target(value, where)
+    sub.finish()
+    return routes
+
+
+def _parse_target(value: str, where: str) -> tuple[str, int]:
+    """A route target is host or host:port (port 25 by default)."""
+    if ":" not in value:
+        if not value.strip():
+            raise ConfigError(f"{where}: expected host or host:port")
+        return value.strip(), 25
+    return parse_hostport(value, where)
+
+
+def _dataclass_section(reader: _Reader, key: str, cls: type) -> Any:
+    sub = reader.sub(key)
+    values = {}
+    for f in fields(cls):
+        default = f.default
+        if isinstance(default, bool):
+            value = sub.get(f.name, bool, default)
+        elif isinstance(default, int):
+            value = sub.positive(f.name, int, default)
+        elif isinstance(default, float):
+            value = sub.get(f.name, float, default)
+            if value < 0:
+                raise sub.err(f.name, "must not be negative")
+        else:  # tuple of strings
+            items = sub.get(f.name, list, list(default))
+            if not all(isinstance(x, str) for x in items):
+                raise sub.err(f.name, "must be a list of strings")
+            value = tuple(items)
+        values[f.name] = value
+    sub.finish()
+    return cls(**values)
+
+
+def _tls(reader: _Reader, base: Path) -> TLS:
+    if isinstance(reader.table.get("tls"), str):
+        mode = reader.get("tls", str)
+        if mode not in ("off", "self-signed"):
+            raise reader.err("tls", 'must be "off", "self-signed" or a table with cert and key')
+        return TLS(mode)
+    sub = reader.sub("tls")
+    cert = sub.get("cert", str)
+    key = sub.get("key", str)
+    sub.finish()
+    if not sub.table:
+        return TLS()
+    if not cert or not key:
+        raise sub.err("cert" if not cert else "key", "is required in a [tls] table")
+    return TLS("files", base / cert, base / key)
+
+
+def from_dict(data: Mapping[str, Any], source: str = "<config>",
+              base: Path | None = None) -> Config:
+    """Build a Config from parsed TOML; paths are relative to ``base`` (the file's folder)."""
+    base = base or Path.cwd()
+    r = _Reader(data, "", source)
+    domains_raw = r.get("domains", list)
+    if not domains_raw:
+        raise r.err("domains", "is required (a list of the mail domains this server serves)")
+    domains = tuple(_domain(d, r, "domains") if isinstance(d, str) else "" for d in domains_raw)
+    if "" in domains:
+        raise r.err("domains", "must be a list of strings")
+    hostname = r.get("hostname", str, f"mx.{domains[0]}")
+    database = r.get("database", str)
+    if not database:
+        raise r.err("database", "is required (the SQLite file that holds the mailboxes)")
+    listeners_r = r.sub("listeners")
+    listeners = Listeners(*(_listener(listeners_r, n) for n in ("mx", "submission", "pop3")))
+    listeners_r.finish()
+    accounts = _accounts(r, domains)
+    postmaster = r.get("postmaster", str)
+    if postmaster is not None:
+        postmaster = normalise_address(postmaster)
+        if postmaster.rpartition("@")[2] not in domains:
+            raise r.err("postmaster", "must be an address in this server's domains")
+    catch_r = r.sub("catch_all")
+    catch_all = {}
+    for dom in list(catch_r.table):
+        address = normalise_address(catch_r.get(dom, str))
+        d = _domain(dom, catch_r, dom)
+        if d not in domains or address.rpartition("@")[2] not in domains:
+            raise catch_r.err(dom, "must map one of this server's domains to a local address")
+        catch_all[d] = address
+    catch_r.finish()
+    config = Config(
+        hostname=hostname,
+        domains=domains,
+        database=base / database,
+        listeners=listeners,
+        accounts=accounts,
+        routes=_routes(r),
+        postmaster=postmaster,
+        catch_all=catch_all,
+        allow_plaintext_auth=r.get("allow_plaintext_auth", bool, False),
+        tls=_tls(r, base),
+        limits=_dataclass_section(r, "limits", Limits),
+        queue=_dataclass_section(r, "queue", Queue),
+        relay=_dataclass_section(r, "relay", Relay),
+        faults=_dataclass_section(r, "faults", Faults),
+        source=source,
+    )
+    r.finish()
+    return config
+
+
+def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Load a config file and apply the ``LABMAIL_*`` overrides (default: from os.environ)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    config = from_dict(data, str(path), path.parent)
+    return apply_env(config, os.environ if environ is None else environ)
+
+
+def apply_env(config: Config, environ: Mapping[str, str]) -> Config:
+    """Apply the LABMAIL_* overrides (see the module docstring)."""
+    changes: dict[str, Any] = {}
+    listeners = config.listeners
+    known = {"CONFIG", "HOSTNAME", "DATABASE", "ROUTES", "RELAY_NAMESERVERS",
+             "LISTENERS_MX", "LISTENERS_SUBMISSION", "LISTENERS_POP3"}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX):]
+        if key not in known:
+            raise ConfigError(f"{name}: not a known override (known: "
+                              + ", ".join(ENV_PREFIX + k for k in sorted(known)) + ")")
+        if key == "CONFIG":
+            continue  # names the file itself (mta --config's default)
+        if key == "HOSTNAME":
+            changes["hostname"] = value.strip()
+        elif key == "DATABASE":
+            changes["database"] = Path(value)
+        elif key == "ROUTES":
+            routes = {}
+            for item in filter(None, (s.strip() for s in value.split(","))):
+                domain, sep, target = item.partition("=")
+                if not sep or not domain.strip():
+                    raise ConfigError(f"{name}: expected domain=host:port[,...], got {item!r}")
+                routes[domain.strip().lower()] = _parse_target(target, name)
+            changes["routes"] = routes
+        elif key == "RELAY_NAMESERVERS":
+            servers = tuple(s.strip() for s in value.split(",") if s.strip())
+            changes["relay"] = replace(config.relay, nameservers=servers)
+        else:
+            which = key.removeprefix("LISTENERS_").lower()
+            if value.strip().lower() in ("off", "none", ""):
+                listener = None
+            else:
+                listener = Listener(*parse_hostport(value, name))
+            listeners = replace(listeners, **{which: listener})
+    changes["listeners"] = listeners
+    return replace(config, **changes)

@@ -1,0 +1,93 @@
+"""``start(config)``: one domain's mail server in one process (steps 3, 4 and 5).
+
+Opens the store (migrating it), writes the config's accounts into it (hashed), and starts every
+listener the config names: MX (step 4's far end), submission (step 3) and POP3 (step 5). The
+CLI, the tests, ``mta.lab``, the demo and the pytest plugin all start servers through here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from mta import tls
+from mta.config import Config
+from mta.inbound import FaultInjector, InboundHandler, handler_kwargs
+from mta.smtp_server import SMTPListener, start_smtp_listener
+from mta.store import Store
+
+log = logging.getLogger("labmail.server")
+
+
+@dataclass
+class Server:
+    """A running server: its store, bound listeners and ports; ``await close()`` stops it."""
+
+    config: Config
+    store: Store
+    faults: FaultInjector
+    listeners: dict[str, Any] = field(default_factory=dict)
+    services: list[Any] = field(default_factory=list)
+    _closed: bool = False
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {name: _port(listener) for name, listener in self.listeners.items()}
+
+    async def close(self, grace: float = 10.0) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for name, listener in self.listeners.items():
+            try:
+                if isinstance(listener, SMTPListener):
+                    await listener.close(grace)
+                else:
+                    listener.close()
+                    await listener.wait_closed()
+            except Exception:
+                log.exception("closing listener %s failed", name)
+        for service in reversed(self.services):
+            try:
+                await service.close()
+            except Exception:
+                log.exception("closing %r failed", service)
+        await self.store.close()
+
+
+def _port(listener: Any) -> int:
+    if isinstance(listener, SMTPListener):
+        return listener.port
+    return listener.sockets[0].getsockname()[1]
+
+
+async def ensure_accounts(config: Config, store: Store) -> None:
+    """Write the config's accounts into the store (hashing runs off the event loop)."""
+    await asyncio.gather(*(store.ensure_account(a.address, a.password, apop=a.apop)
+                           for a in config.accounts))
+
+
+async def start(config: Config) -> Server:
+    """Start every listener ``config`` names; the caller owns the returned Server."""
+    store = await Store.open(config.database)
+    server = Server(config, store, FaultInjector(config.faults.mx_replies))
+    try:
+        await ensure_accounts(config, store)
+        tls_context = tls.server_context(config)
+        limits = config.limits
+        if config.listeners.mx:
+            handler = InboundHandler(config, store, server.faults)
+            server.listeners["mx"] = await start_smtp_listener(
+                handler, config.listeners.mx.host, config.listeners.mx.port,
+                hostname=config.hostname, component="mx", step=4,
+                max_connections=limits.max_connections,
+                data_size_limit=limits.max_message_size, timeout=limits.command_timeout,
+                tls_context=tls_context, **handler_kwargs(config))
+        for name, port in server.ports.items():
+            log.info("%s listening on %s:%d", name, getattr(config.listeners, name).host, port)
+    except BaseException:
+        await server.close(grace=0)
+        raise
+    return server

@@ -1,0 +1,236 @@
+"""SMTP listener plumbing shared by the submission (step 3) and MX (step 4) listeners.
+
+aiosmtpd does the protocol; this module adds what a real server needs around it: enhanced status
+codes on every reply (aiosmtpd's own carry none, RFC 2034), the protocol trace, a connection
+limit, RFC 5321 size limits, and a clean shutdown (idle sessions get ``421``; a transaction in
+flight finishes first). It binds with ``loop.create_server``, so port 0 works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import re
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+
+from mta import replies, trace
+
+log = logging.getLogger("labmail.smtp")
+
+_ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}( |$)")
+COMMAND_LIMIT = 512  # RFC 5321 4.5.3.1.4, CRLF included
+
+
+@dataclass
+class ListenerState:
+    """What one listener knows about its live sessions."""
+
+    hostname: str
+    component: str  # "mx" or "submission"
+    step: int
+    max_connections: int
+    sessions: set[LabSMTP] = field(default_factory=set)
+    closing: bool = False
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+
+class LabSMTP(SMTP):
+    """aiosmtpd's SMTP protocol with labmail's limits, trace and reply conventions."""
+
+    local_part_limit = 64
+
+    def __init__(self, handler: Any, state: ListenerState, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.state = state
+        # aiosmtpd keeps these limits on the class, shared by every session; keep ours apart.
+        self.command_size_limits = collections.defaultdict(lambda: COMMAND_LIMIT - 2)
+        self._greeted = False
+        self._plain_reply = False  # greeting and EHLO/HELO replies carry no enhanced code
+        self._peer = "?"
+        for name, method in list(self._smtp_methods.items()):
+            self._smtp_methods[name] = self._traced(name, method)
+
+    # -- trace --------------------------------------------------------------------------------
+
+    def _traced(self, name: str, method: Callable) -> Callable:
+        async def run(arg: str | None) -> None:
+            if trace.enabled():
+                text = name if arg is None else f"{name} {arg}"
+                self._trace("C", trace.mask(text))
+            await method(arg)
+
+        run.__smtp_syntax__ = getattr(method, "__smtp_syntax__", None)  # type: ignore[attr-defined]
+        run.__smtp_syntax_extended__ = getattr(method, "__smtp_syntax_extended__", None)  # type: ignore[attr-defined]
+        run.__smtp_syntax_when__ = getattr(method, "__smtp_syntax_when__", None)  # type: ignore[attr-defined]
+        return run
+
+    def _trace(self, direction: str, text: str) -> None:
+        trace.line(self.state.step, self.state.component, self._peer, direction, text)
+
+    async def challenge_auth(self, *args: Any, **kwargs: Any) -> Any:
+        result = await super().challenge_auth(*args, **kwargs)
+        if trace.enabled():
+            self._trace("C", "****")
+        return result
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        if command == "DATA" and trace.enabled() and self.envelope is not None:
+            size = len(self.envelope.original_content or b"")
+            self._trace("C", f"<message, {size} octets>")
+            self._trace("C", ".")
+        return await super()._call_handler_hook(command, *args)
+
+    # -- replies ------------------------------------------------------------------------------
+
+    async def push(self, status: str | bytes) -> None:
+        text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+        if not self._greeted:
+            self._greeted = True
+        elif not self._plain_reply:
+            text = _with_enhanced_code(text)
+        if trace.enabled():
+            self._trace("S", text)
+        await super().push(text)
+        if self.state.closing and self._idle() and not text.startswith("421"):
+            await self._close_421()
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._plain_reply = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._plain_reply = False
+            self.command_size_limits["MAIL"] = COMMAND_LIMIT - 2 + 26 + 10
+
+    async def smtp_HELO(self, hostname: str) -> None:
+        self._plain_reply = True
+        try:
+            await super().smtp_HELO(hostname)
+        finally:
+            self._plain_reply = False
+
+    # -- connections --------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None
+        super().connection_made(transport)
+        if first:
+            self._peer = trace.peer_text(self.session.peer if self.session else None)
+            self.state.sessions.add(self)
+            self.state.idle.clear()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.state.sessions.discard(self)
+        if not self.state.sessions:
+            self.state.idle.set()
+        super().connection_lost(error)
+
+    async def _handle_client(self) -> None:
+        if len(self.state.sessions) > self.state.max_connections:
+            self._greeted = True
+            log.warning("%s: refusing %s, %d connections", self.state.component, self._peer,
+                        len(self.state.sessions))
+            await self.push(replies.TOO_MANY_CONNECTIONS.format(hostname=self.hostname))
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if self.state.closing:
+            self._greeted = True
+            await self._close_421()
+            return
+        await super()._handle_client()
+
+    def _idle(self) -> bool:
+        return self.envelope is None or not self.envelope.mail_from
+
+    async def _close_421(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        await super().push(replies.SHUTTING_DOWN.format(hostname=self.hostname))
+        self.transport.close()
+
+    async def shutdown(self) -> None:
+        """Close now if idle; a session inside a transaction closes after its reply."""
+        if self._idle():
+            try:
+                await self._close_421()
+            except (ConnectionError, RuntimeError):
+                if self.transport is not None:
+                    self.transport.close()
+
+
+def _with_enhanced_code(text: str) -> str:
+    lines = text.split("\r\n")
+    out = []
+    for line in lines:
+        code, sep, rest = line[:3], line[3:4], line[4:]
+        if (len(line) >= 3 and code.isdigit() and code[0] in "245" and sep in (" ", "-", "")
+                and not _ENHANCED.match(rest)):
+            enhanced = replies.DEFAULT_ENHANCED.get(code, f"{code[0]}.0.0")
+            line = f"{code}{sep or ' '}{enhanced} {rest}".rstrip()
+        out.append(line)
+    return "\r\n".join(out)
+
+
+@dataclass
+class SMTPListener:
+    """A bound SMTP listener: the asyncio server plus what shutdown needs."""
+
+    server: asyncio.Server
+    state: ListenerState
+
+    @property
+    def port(self) -> int:
+        return self.server.sockets[0].getsockname()[1]
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Stop accepting; 421 idle sessions; give transactions in flight ``grace`` seconds."""
+        self.state.closing = True
+        self.server.close()
+        for session in list(self.state.sessions):
+            await session.shutdown()
+        try:
+            await asyncio.wait_for(self.state.idle.wait(), grace)
+        except TimeoutError:
+            for session in list(self.state.sessions):
+                if session.transport is not None:
+                    session.transport.close()
+        await self.server.wait_closed()
+
+
+async def start_smtp_listener(handler: Any, host: str, port: int, *, hostname: str,
+                              component: str, step: int, max_connections: int,
+                              data_size_limit: int, timeout: float,
+                              tls_context: ssl.SSLContext | None = None,
+                              **smtp_kwargs: Any) -> SMTPListener:
+    """Bind ``host:port`` (0 for an ephemeral port) and serve SMTP with ``handler``."""
+    loop = asyncio.get_running_loop()
+    state = ListenerState(hostname, component, step, max_connections)
+
+    def factory() -> LabSMTP:
+        return LabSMTP(handler, state, hostname=hostname, ident="labmail ESMTP",
+                       data_size_limit=data_size_limit, enable_SMTPUTF8=True,
+                       decode_data=False, tls_context=tls_context, timeout=timeout,
+                       loop=loop, **smtp_kwargs)
+
+    server = await loop.create_server(factory, host, port, reuse_address=True, backlog=1024)
+    return SMTPListener(server, state)
+
+
+def extend_ehlo(responses: list[str], *, auth: bool) -> list[str]:
+    """Advertise PIPELINING and ENHANCEDSTATUSCODES; drop AUTH where it is not offered."""
+    keywords = [r[4:] for r in responses[1:]
+                if r[4:] != "HELP" and (auth or not r[4:].startswith("AUTH"))]
+    keywords += ["PIPELINING", "ENHANCEDSTATUSCODES", "HELP"]
+    lines = [responses[0]] + [f"250-{k}" for k in keywords]
+    lines[-1] = "250 " + lines[-1][4:]
+    return lines

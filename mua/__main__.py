@@ -1,0 +1,3 @@
+from mua.cli import main
+
+raise SystemExit(main())

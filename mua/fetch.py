@@ -1,0 +1,339 @@
+"""Step 5: retrieve mail by POP3 (RFC 1939) into a local Maildir.
+
+The session is: greeting, CAPA (RFC 2449), STLS when offered or required (RFC 2595), CAPA again,
+USER/PASS (or AUTH PLAIN, RFC 5034, when USER is not offered), STAT, UIDL, then RETR for each new
+message and QUIT, spoken by stdlib ``poplib``; every line is logged through ``mua.trace``.
+
+Safety rules, so that a dropped connection never loses or duplicates mail:
+- each message is written to the Maildir's ``tmp/``, fsynced and renamed into ``new/`` (the
+  Maildir delivery protocol) before anything else happens to it;
+- its UIDL is then recorded in a small memory file next to the messages (``labmail-uidl.json``);
+- only after that does a classic fetch send DELE, and deletions take effect only at QUIT
+  (RFC 1939 6), so a connection lost midway leaves every message on the server; the next fetch
+  deletes the ones already stored (their UIDLs are remembered) instead of downloading them again.
+With ``keep=True`` nothing is deleted and remembered UIDLs are never downloaded twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import poplib
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mua.errors import MuaError
+from mua.profile import Profile, ServerSettings
+from mua.trace import Transcript
+
+STEP = 5
+LONG_LINES_TRACED = 40  # a trace shows at most this many lines of each multi-line response
+UIDL_FILE = "labmail-uidl.json"
+
+Progress = Callable[[int, int], None]  # (messages done, messages to fetch)
+
+
+class FetchError(MuaError):
+    """Retrieval failed; ``stored`` counts the messages safely stored before the failure."""
+
+    def __init__(self, message: str, stored: int = 0) -> None:
+        super().__init__(message)
+        self.stored = stored
+
+
+@dataclass
+class FetchResult:
+    """What a fetch did: messages on the server, downloaded, deleted and their Maildir keys."""
+
+    on_server: int = 0
+    downloaded: int = 0
+    deleted: int = 0
+    keys: list[str] = field(default_factory=list)
+
+
+class _TracingMixin:
+    transcript: Transcript
+    _long_lines: int | None = None
+
+    def _putline(self, line: bytes) -> None:
+        self.transcript.client(line.decode("utf-8", "replace"))
+        super()._putline(line)  # type: ignore[misc]
+
+    def _getline(self) -> tuple[bytes, int]:
+        line, octets = super()._getline()  # type: ignore[misc]
+        if self._long_lines is None:
+            self.transcript.server(line.decode("utf-8", "replace"))
+        else:
+            self._long_lines += 1
+            if self._long_lines <= LONG_LINES_TRACED or line == b".":
+                self.transcript.server(line.decode("utf-8", "replace"))
+            elif self._long_lines == LONG_LINES_TRACED + 1:
+                self.transcript.note("S", "[more lines not shown]")
+        return line, octets
+
+    def _getlongresp(self) -> tuple[bytes, list[bytes], int]:
+        resp = self._getresp()  # type: ignore[attr-defined]
+        self._long_lines = 0
+        try:
+            lines: list[bytes] = []
+            octets = 0
+            line, o = self._getline()
+            while line != b".":
+                if line.startswith(b".."):  # RFC 1939 3: byte-stuffed termination octet
+                    o -= 1
+                    line = line[1:]
+                octets += o
+                lines.append(line)
+                line, o = self._getline()
+            return resp, lines, octets
+        finally:
+            self._long_lines = None
+
+
+class TracingPOP3(_TracingMixin, poplib.POP3):
+    def __init__(self, host: str, port: int, timeout: float, transcript: Transcript) -> None:
+        self.transcript = transcript
+        super().__init__(host, port, timeout)
+
+
+class TracingPOP3_SSL(_TracingMixin, poplib.POP3_SSL):  # noqa: N801 - mirrors poplib
+    def __init__(
+        self, host: str, port: int, timeout: float, transcript: Transcript, context: ssl.SSLContext
+    ) -> None:
+        self.transcript = transcript
+        super().__init__(host, port, timeout=timeout, context=context)
+
+
+def fetch(
+    profile: Profile,
+    password: str,
+    maildir: str | os.PathLike[str] | None = None,
+    *,
+    keep: bool = False,
+    progress: Progress | None = None,
+) -> FetchResult:
+    """Download new messages from the profile's POP3 server into ``maildir`` (step 5).
+
+    ``maildir`` defaults to ``profile.maildir`` and is created when missing. Without ``keep``
+    the downloaded messages are deleted from the server (after being stored); with ``keep`` they
+    stay there and are remembered by UIDL. Raises ``FetchError``.
+    """
+    server = profile.pop3
+    folder = Path(maildir) if maildir is not None else profile.maildir
+    result = FetchResult()
+    try:
+        _ensure_maildir(folder)
+    except OSError as e:
+        raise FetchError(f"cannot create the mail folder {folder}: {e.strerror or e}") from None
+    try:
+        _fetch(server, password, folder, keep, progress, result)
+    except FetchError as e:
+        e.stored = result.downloaded
+        raise
+    except poplib.error_proto as e:
+        raise FetchError(_lost(server, result, _reply(e)), result.downloaded) from None
+    except ssl.SSLCertVerificationError as e:
+        raise FetchError(
+            f"TLS with {server.peer} failed: certificate not trusted ({e.verify_message});"
+            " set pop3.ca_file in the profile"
+        ) from None
+    except ssl.SSLError as e:
+        raise FetchError(_lost(server, result, f"TLS failed: {e.reason or e}")) from None
+    except TimeoutError:
+        raise FetchError(_lost(server, result, "timed out"), result.downloaded) from None
+    except ConnectionRefusedError:
+        raise FetchError(f"cannot connect to {server.peer}: connection refused") from None
+    except OSError as e:
+        raise FetchError(_lost(server, result, e.strerror or str(e)), result.downloaded) from None
+    return result
+
+
+def _lost(server: ServerSettings, result: FetchResult, why: str) -> str:
+    stored = f"; {result.downloaded} message(s) were stored locally" if result.downloaded else ""
+    return (
+        f"POP3 with {server.peer} failed: {why}{stored};"
+        " nothing was deleted from the server"
+    )
+
+
+def _fetch(
+    server: ServerSettings,
+    password: str,
+    folder: Path,
+    keep: bool,
+    progress: Progress | None,
+    result: FetchResult,
+) -> None:
+    transcript = Transcript(STEP, server.peer)
+    context = server.ssl_context()
+    pop: poplib.POP3
+    if server.security == "tls":
+        pop = TracingPOP3_SSL(server.host, server.port, server.timeout, transcript, context)
+    else:
+        pop = TracingPOP3(server.host, server.port, server.timeout, transcript)
+    try:
+        caps = _capabilities(pop)
+        if server.security != "tls":
+            if "STLS" in caps:
+                pop.stls(context)
+                caps = _capabilities(pop)  # RFC 2595 4: capabilities may change after STLS
+            elif server.security == "starttls":
+                raise FetchError(f"{server.peer} does not offer STLS, which the profile requires")
+        _login(pop, server, password, caps)
+
+        count, _size = pop.stat()
+        result.on_server = count
+        uids = _uidls(pop, count)
+        if keep and uids is None:
+            raise FetchError(f"{server.peer} does not support UIDL, which --keep needs")
+        memory = UidMemory(folder / UIDL_FILE, f"{server.login}@{server.peer}")
+        seen = memory.load()
+        wanted = [n for n in range(1, count + 1) if uids is None or uids[n] not in seen]
+        deleted_uids: set[str] = set()
+        deleted = 0
+        if not keep and uids is not None:
+            for n in range(1, count + 1):  # stored by an earlier, interrupted fetch
+                if uids[n] in seen:
+                    pop.dele(n)
+                    deleted += 1
+                    deleted_uids.add(uids[n])
+        for done, n in enumerate(wanted):
+            if progress:
+                progress(done, len(wanted))
+            _resp, lines, _octets = pop.retr(n)
+            key = deliver(folder, b"\n".join(lines) + b"\n")
+            result.keys.append(key)
+            result.downloaded += 1
+            if uids is not None:
+                seen.add(uids[n])
+                memory.save(seen)
+            if not keep:
+                pop.dele(n)  # only marks it: RFC 1939 5
+                deleted += 1
+                if uids is not None:
+                    deleted_uids.add(uids[n])
+        if progress:
+            progress(len(wanted), len(wanted))
+        pop.quit()  # RFC 1939 6: the UPDATE state; DELE takes effect only now
+        result.deleted = deleted
+        if uids is not None:
+            present = set(uids.values())
+            memory.save({u for u in seen if u in present and u not in deleted_uids})
+    finally:
+        pop.close()
+
+
+def _capabilities(pop: poplib.POP3) -> dict[str, list[str]]:
+    try:
+        return pop.capa()
+    except poplib.error_proto:
+        return {}  # CAPA is optional (RFC 2449); assume USER/PASS
+
+
+def _login(pop: poplib.POP3, server: ServerSettings, password: str, caps: dict) -> None:
+    try:
+        if caps and "USER" not in caps and "PLAIN" in [m.upper() for m in caps.get("SASL", [])]:
+            token = base64.b64encode(f"\0{server.login}\0{password}".encode()).decode()
+            pop._shortcmd(f"AUTH PLAIN {token}")  # RFC 5034 with initial response
+        else:
+            pop.user(server.login)
+            pop.pass_(password)
+    except poplib.error_proto as e:
+        raise FetchError(
+            f"{server.peer} refused the login for {server.login}: {_reply(e)}"
+        ) from None
+
+
+def _uidls(pop: poplib.POP3, count: int) -> dict[int, str] | None:
+    if count == 0:
+        return {}
+    try:
+        _resp, lines, _ = pop.uidl()
+    except poplib.error_proto:
+        return None  # UIDL is optional in RFC 1939
+    uids: dict[int, str] = {}
+    for line in lines:
+        number, _, uid = line.decode("ascii", "replace").partition(" ")
+        if number.isdigit() and uid:
+            uids[int(number)] = uid.strip()
+    if set(uids) != set(range(1, count + 1)):
+        return None
+    return uids
+
+
+def _reply(error: poplib.error_proto) -> str:
+    value = error.args[0] if error.args else ""
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    if text == "-ERR EOF":
+        return "the server closed the connection"
+    return " ".join(text.split())
+
+
+class UidMemory:
+    """The UIDLs already stored locally, per account, in one JSON file written atomically."""
+
+    def __init__(self, path: Path, account: str) -> None:
+        self.path = path
+        self.account = account
+
+    def _all(self) -> dict[str, list[str]]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            raise FetchError(f"cannot read {self.path}: {e}") from None
+        return data if isinstance(data, dict) else {}
+
+    def load(self) -> set[str]:
+        return set(self._all().get(self.account, []))
+
+    def save(self, uids: set[str]) -> None:
+        data = self._all()
+        data[self.account] = sorted(uids)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+
+def _ensure_maildir(folder: Path) -> None:
+    for sub in ("tmp", "new", "cur"):
+        (folder / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+_counter = 0
+
+
+def deliver(folder: Path, data: bytes) -> str:
+    """Store one message in a Maildir durably (tmp/, fsync, rename to new/); return its key."""
+    global _counter
+    _counter += 1
+    now = time.time()
+    seconds, micros = int(now), int((now % 1) * 1_000_000)
+    host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+    key = f"{seconds}.M{micros:06d}P{os.getpid()}Q{_counter}.{host}"
+    tmp = folder / "tmp" / key
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, folder / "new" / key)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(folder / "new", os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return key

@@ -1,0 +1,620 @@
+"""The POP3 protocol core, without I/O (RFC 1939, 2449 CAPA, 3206 codes, 5034 SASL, 2595 STLS).
+
+A ``POP3Protocol`` is one session. Its I/O layer feeds it command lines with ``receive_line`` and
+gets back a list of actions to carry out in order:
+
+- ``Send``: bytes to write (``data`` then ``body``), with the text to trace for them;
+- ``AuthFailed`` / ``LoggedIn``: hints for the failed-login delay and the log;
+- ``Unlock``: release the maildrop lock; ``StartTLS``: discard anything buffered and start TLS,
+  then call ``tls_started``; ``Close``: close the connection;
+- a *request* (``Authenticate``, ``GetApopSecret``, ``Lock``, ``ListEntries``, ``Fetch``,
+  ``Delete``), always the last action of a list: the I/O layer asks the maildrop and hands the
+  answer back with ``complete(request, result)``, or ``fail(request)`` if the maildrop raised.
+  Until then the session takes no other line.
+
+This module imports neither asyncio nor sqlite; ``hashlib`` is here only for APOP's MD5.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from pop3.maildrop import EntryLike
+
+IMPLEMENTATION = "labmail"
+
+
+class State(Enum):
+    """RFC 1939 3: the session states, named verbatim."""
+
+    AUTHORIZATION = "AUTHORIZATION"
+    TRANSACTION = "TRANSACTION"
+    UPDATE = "UPDATE"
+
+
+AUTHORIZATION = State.AUTHORIZATION
+TRANSACTION = State.TRANSACTION
+UPDATE = State.UPDATE
+
+# Which commands each state allows (RFC 1939 4-6, RFC 2449 5, RFC 5034 4, RFC 2595 4).
+ALLOWED: dict[str, frozenset[State]] = {
+    "USER": frozenset({AUTHORIZATION}),
+    "PASS": frozenset({AUTHORIZATION}),
+    "APOP": frozenset({AUTHORIZATION}),
+    "AUTH": frozenset({AUTHORIZATION}),
+    "STLS": frozenset({AUTHORIZATION}),
+    "CAPA": frozenset({AUTHORIZATION, TRANSACTION}),
+    "QUIT": frozenset({AUTHORIZATION, TRANSACTION}),
+    "STAT": frozenset({TRANSACTION}),
+    "LIST": frozenset({TRANSACTION}),
+    "RETR": frozenset({TRANSACTION}),
+    "DELE": frozenset({TRANSACTION}),
+    "NOOP": frozenset({TRANSACTION}),
+    "RSET": frozenset({TRANSACTION}),
+    "TOP": frozenset({TRANSACTION}),
+    "UIDL": frozenset({TRANSACTION}),
+}
+
+# Replies used in more than one place (RFC 2449 8 / RFC 3206 response codes in brackets).
+UNKNOWN_COMMAND = "-ERR unknown command"
+WRONG_STATE = "-ERR command not valid in this state"
+SYNTAX = "-ERR syntax error"
+BAD_ENCODING = "-ERR command is not valid UTF-8"
+PLAINTEXT_DISABLED = "-ERR plaintext authentication disabled, use STLS first"
+AUTH_FAILED = "-ERR [AUTH] invalid login or password"
+IN_USE = "-ERR [IN-USE] maildrop is locked by another session"
+SYS_TEMP = "-ERR [SYS/TEMP] internal error"
+NO_SUCH_MESSAGE = "-ERR no such message"
+CONTINUE = "+ "
+MASK = "****"
+
+
+# ---- actions ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Write ``data`` then ``body`` (``body`` is a dot-stuffed, terminated message or empty)."""
+
+    data: bytes
+    trace: tuple[str, ...]
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthFailed:
+    login: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedIn:
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unlock:
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartTLS:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticate:
+    """Result: the canonical owner, or None."""
+
+    login: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class GetApopSecret:
+    """Result: ``(owner, secret)`` or None."""
+
+    login: str
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    """Result: True if the lock is now held by this session."""
+
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListEntries:
+    """Result: a sequence of EntryLike, oldest first."""
+
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """Result: the raw message (CRLF), or None if it is gone."""
+
+    owner: str
+    entry_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Result: None once the entries are removed (one transaction)."""
+
+    owner: str
+    entry_ids: tuple[int, ...]
+
+
+Request = Authenticate | GetApopSecret | Lock | ListEntries | Fetch | Delete
+Action = Send | AuthFailed | LoggedIn | Unlock | StartTLS | Close | Request
+
+
+class ProtocolUsageError(RuntimeError):
+    """The I/O layer broke the contract (a line while a request is outstanding, ...)."""
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+
+def line(text: str) -> Send:
+    """A one-line reply."""
+    return Send(text.encode("utf-8") + b"\r\n", (text,))
+
+
+def multiline(status: str, lines: Sequence[str]) -> Send:
+    """A multi-line reply (RFC 1939 3): status, lines, then ``.``; lines never start with '.'."""
+    all_lines = [status, *lines, "."]
+    return Send("".join(f"{x}\r\n" for x in all_lines).encode("utf-8"), tuple(all_lines))
+
+
+def dot_stuff(raw: bytes) -> bytes:
+    """Byte-stuff a CRLF message and terminate it (RFC 1939 3): ready to follow a +OK line."""
+    if raw and not raw.endswith(b"\r\n"):
+        raw += b"\r\n"
+    stuffed = raw.replace(b"\r\n.", b"\r\n..")
+    if stuffed.startswith(b"."):
+        stuffed = b"." + stuffed
+    return stuffed + b".\r\n"
+
+
+def top_of(raw: bytes, body_lines: int) -> bytes:
+    """The header, the blank line and the first ``body_lines`` lines of the body (RFC 1939 7)."""
+    if raw.startswith(b"\r\n"):
+        split = 2
+    else:
+        end = raw.find(b"\r\n\r\n")
+        if end < 0:
+            return raw
+        split = end + 4
+    pos = split
+    for _ in range(body_lines):
+        nl = raw.find(b"\r\n", pos)
+        if nl < 0:
+            return raw
+        pos = nl + 2
+    return raw[:pos]
+
+
+def _message_number(arg: str) -> int | None:
+    if arg.isascii() and arg.isdigit() and len(arg) <= 10:
+        return int(arg)
+    return None
+
+
+def _strip_eol(raw: bytes) -> bytes:
+    if raw.endswith(b"\r\n"):
+        return raw[:-2]
+    if raw.endswith(b"\n"):
+        return raw[:-1]
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    entry_id: int
+    uid: str
+    size: int
+
+
+@dataclass(slots=True)
+class _Pending:
+    request: Request
+    on_result: Callable[[Any], list[Action]]
+    on_failure: Callable[[], list[Action]]
+
+
+# ---- the session -----------------------------------------------------------------------------
+
+
+class POP3Protocol:
+    """One POP3 session as a state machine: lines in, actions out."""
+
+    def __init__(
+        self,
+        hostname: str,
+        *,
+        allow_plaintext_auth: bool = False,
+        tls_available: bool = False,
+        tls_active: bool = False,
+        apop_timestamp: str | None = None,
+    ) -> None:
+        self.hostname = hostname
+        self.allow_plaintext_auth = allow_plaintext_auth
+        self.tls_available = tls_available
+        self.tls_active = tls_active
+        self.apop_timestamp = apop_timestamp  # e.g. "<1896.697170952@host>"; None: APOP off
+        self.state = AUTHORIZATION
+        self.closed = False
+        self.owner: str | None = None
+        self._user: str | None = None  # login named by USER, waiting for PASS
+        self._sasl: str | None = None  # mechanism waiting for a continuation line
+        self._pending: _Pending | None = None
+        self._messages: list[_Message] = []  # the snapshot taken at login
+        self._deleted: set[int] = set()  # 0-based indexes into _messages
+
+    # -- the I/O layer's interface --
+
+    def greeting(self) -> list[Action]:
+        text = f"+OK {self.hostname} {IMPLEMENTATION} POP3 server ready"
+        if self.apop_timestamp is not None:
+            text += f" {self.apop_timestamp}"  # RFC 1939 7
+        return [line(text)]
+
+    @property
+    def pending(self) -> Request | None:
+        return self._pending.request if self._pending else None
+
+    @property
+    def plaintext_auth_allowed(self) -> bool:
+        return self.allow_plaintext_auth or self.tls_active
+
+    def receive_line(self, raw: bytes) -> list[Action]:
+        """Handle one line (with or without its CRLF)."""
+        if self._pending is not None:
+            raise ProtocolUsageError(f"request {self._pending.request!r} is outstanding")
+        if self.closed or self.state is UPDATE:
+            return []
+        try:
+            text = _strip_eol(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            self._sasl = None
+            return [line(BAD_ENCODING)]
+        if self._sasl is not None:
+            self._sasl = None
+            return self._sasl_response(text)
+        keyword, _, rest = text.partition(" ")
+        verb = keyword.upper() if keyword.isascii() else ""
+        allowed = ALLOWED.get(verb)
+        if allowed is None:
+            self._user = None
+            return [line(UNKNOWN_COMMAND)]
+        if self.state not in allowed:
+            return [line(WRONG_STATE)]
+        if verb != "PASS":
+            self._user = None  # RFC 1939 7: PASS only immediately after USER
+        handler: Callable[[str], list[Action]] = getattr(self, f"cmd_{verb}")
+        return handler(rest)
+
+    def complete(self, request: Request, result: object) -> list[Action]:
+        """Hand back the maildrop's answer to the outstanding request."""
+        pending = self._take(request)
+        return pending.on_result(result)
+
+    def fail(self, request: Request) -> list[Action]:
+        """The maildrop raised while serving the outstanding request."""
+        pending = self._take(request)
+        return pending.on_failure()
+
+    def tls_started(self) -> None:
+        """TLS is up (RFC 2595 4: forget anything learned before it)."""
+        self.tls_active = True
+        self._user = None
+        self._sasl = None
+
+    def describe_client_line(self, raw: bytes) -> str:
+        """The client line as the trace should show it, with secrets masked."""
+        text = _strip_eol(raw).decode("utf-8", "replace")
+        if self._sasl is not None:
+            return MASK
+        keyword, sep, rest = text.partition(" ")
+        verb = keyword.upper()
+        if verb == "PASS" and sep:
+            return f"{keyword} {MASK}"
+        args = rest.split()
+        if verb == "AUTH" and len(args) > 1:
+            return f"{keyword} {args[0]} {MASK}"
+        if verb == "APOP" and len(args) > 1:
+            return f"{keyword} {args[0]} {MASK}"
+        return text
+
+    # -- AUTHORIZATION --
+
+    def cmd_USER(self, rest: str) -> list[Action]:
+        if not self.plaintext_auth_allowed:
+            return [line(PLAINTEXT_DISABLED)]
+        args = rest.split()
+        if len(args) != 1:
+            return [line(SYNTAX)]
+        self._user = args[0]
+        return [line("+OK send PASS")]
+
+    def cmd_PASS(self, rest: str) -> list[Action]:
+        if not self.plaintext_auth_allowed:
+            return [line(PLAINTEXT_DISABLED)]
+        login, self._user = self._user, None
+        if login is None:
+            return [line("-ERR USER first")]
+        if not rest:
+            return [line(SYNTAX)]
+        return self._authenticate(login, rest)  # the rest of the line: spaces are allowed
+
+    def cmd_APOP(self, rest: str) -> list[Action]:
+        timestamp = self.apop_timestamp
+        if timestamp is None:
+            return [line("-ERR APOP not available")]
+        args = rest.split()
+        if len(args) != 2:
+            return [line(SYNTAX)]
+        login, digest = args
+
+        def on_secret(result: object) -> list[Action]:
+            if result is None:
+                return [AuthFailed(login), line(AUTH_FAILED)]
+            owner, secret = result  # type: ignore[misc]
+            expected = hashlib.md5((timestamp + secret).encode("utf-8")).hexdigest()
+            if not hmac.compare_digest(expected.encode(), digest.lower().encode("utf-8")):
+                return [AuthFailed(login), line(AUTH_FAILED)]
+            return self._lock(str(owner))
+
+        return self._request(GetApopSecret(login), on_secret, self._auth_unavailable)
+
+    def cmd_AUTH(self, rest: str) -> list[Action]:
+        args = rest.split()
+        if not args or len(args) > 2:
+            return [line(SYNTAX)]
+        if args[0].upper() != "PLAIN":
+            return [line("-ERR unsupported SASL mechanism")]
+        if not self.plaintext_auth_allowed:
+            return [line(PLAINTEXT_DISABLED)]
+        if len(args) == 2:  # RFC 5034 4: initial response; "=" is an empty one
+            return self._sasl_plain("" if args[1] == "=" else args[1])
+        self._sasl = "PLAIN"
+        return [line(CONTINUE)]
+
+    def _sasl_response(self, text: str) -> list[Action]:
+        if text == "*":  # RFC 5034 4: the client cancels
+            return [line("-ERR authentication cancelled")]
+        return self._sasl_plain(text)
+
+    def _sasl_plain(self, b64: str) -> list[Action]:
+        try:
+            decoded = base64.b64decode(b64.encode("ascii"), validate=True)
+        except (UnicodeEncodeError, binascii.Error):
+            return [line("-ERR invalid base64")]
+        parts = decoded.split(b"\0")
+        try:
+            authzid, authcid, password = (p.decode("utf-8") for p in parts)
+        except (ValueError, UnicodeDecodeError):  # not 3 parts, or not UTF-8
+            authzid = authcid = password = ""
+        if not authcid or (authzid and authzid.lower() != authcid.lower()):
+            return [AuthFailed(authcid), line(AUTH_FAILED)]  # RFC 4616 2
+        return self._authenticate(authcid, password)
+
+    def _authenticate(self, login: str, password: str) -> list[Action]:
+        def on_owner(owner: object) -> list[Action]:
+            if owner is None:
+                return [AuthFailed(login), line(AUTH_FAILED)]
+            return self._lock(str(owner))
+
+        return self._request(Authenticate(login, password), on_owner, self._auth_unavailable)
+
+    def _auth_unavailable(self) -> list[Action]:
+        return [line(SYS_TEMP)]
+
+    def _lock(self, owner: str) -> list[Action]:
+        def on_lock(ok: object) -> list[Action]:
+            if not ok:
+                return [line(IN_USE)]  # RFC 1939 8, RFC 2449 8.1.2
+            return self._request(
+                ListEntries(owner), on_entries, lambda: [Unlock(owner), line(SYS_TEMP)]
+            )
+
+        def on_entries(entries: object) -> list[Action]:
+            assert isinstance(entries, Sequence)
+            self._messages = [_Message(int(e.id), str(e.uid), int(e.size)) for e in entries]
+            self._deleted = set()
+            self.owner = owner
+            self.state = TRANSACTION
+            count, octets = self._totals()
+            return [LoggedIn(owner), line(f"+OK maildrop has {count} messages ({octets} octets)")]
+
+        return self._request(Lock(owner), on_lock, self._auth_unavailable)
+
+    def cmd_STLS(self, rest: str) -> list[Action]:
+        if rest.strip():
+            return [line(SYNTAX)]
+        if self.tls_active:
+            return [line("-ERR command not permitted when TLS active")]  # RFC 2595 4
+        if not self.tls_available:
+            return [line("-ERR STLS not available")]
+        return [line("+OK begin TLS negotiation"), StartTLS()]
+
+    # -- both states --
+
+    def cmd_CAPA(self, rest: str) -> list[Action]:
+        if rest.strip():
+            return [line(SYNTAX)]
+        caps = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
+        if self.state is AUTHORIZATION:
+            if self.plaintext_auth_allowed:
+                caps += ["USER", "SASL PLAIN"]
+            if self.tls_available and not self.tls_active:
+                caps.append("STLS")
+        caps.append(f"IMPLEMENTATION {IMPLEMENTATION}")
+        return [multiline("+OK capability list follows", caps)]
+
+    def cmd_QUIT(self, rest: str) -> list[Action]:
+        if rest.strip():
+            return [line(SYNTAX)]
+        farewell = f"+OK {self.hostname} {IMPLEMENTATION} POP3 server signing off"
+        if self.state is AUTHORIZATION:
+            self.closed = True
+            return [line(farewell), Close()]
+        self.state = UPDATE  # RFC 1939 6
+        owner = self.owner
+        assert owner is not None
+        ids = tuple(self._messages[i].entry_id for i in sorted(self._deleted))
+        if not ids:
+            self.closed = True
+            return [line(farewell), Close()]
+
+        def on_deleted(_: object) -> list[Action]:
+            self.closed = True
+            return [line(f"{farewell} ({len(ids)} messages deleted)"), Close()]
+
+        def on_failure() -> list[Action]:
+            self.closed = True
+            return [line("-ERR [SYS/TEMP] internal error, no messages removed"), Close()]
+
+        return self._request(Delete(owner, ids), on_deleted, on_failure)
+
+    # -- TRANSACTION --
+
+    def cmd_STAT(self, rest: str) -> list[Action]:
+        if rest.strip():
+            return [line(SYNTAX)]
+        count, octets = self._totals()
+        return [line(f"+OK {count} {octets}")]
+
+    def cmd_LIST(self, rest: str) -> list[Action]:
+        args = rest.split()
+        if len(args) > 1:
+            return [line(SYNTAX)]
+        if args:
+            found = self._lookup(args[0])
+            if isinstance(found, Send):
+                return [found]
+            number, message = found
+            return [line(f"+OK {number} {message.size}")]
+        count, octets = self._totals()
+        scan = [f"{n} {m.size}" for n, m in self._visible()]
+        return [multiline(f"+OK {count} messages ({octets} octets)", scan)]
+
+    def cmd_UIDL(self, rest: str) -> list[Action]:
+        args = rest.split()
+        if len(args) > 1:
+            return [line(SYNTAX)]
+        if args:
+            found = self._lookup(args[0])
+            if isinstance(found, Send):
+                return [found]
+            number, message = found
+            return [line(f"+OK {number} {message.uid}")]
+        return [multiline("+OK unique-id listing follows", [f"{n} {m.uid}" for n, m in self._visible()])]
+
+    def cmd_RETR(self, rest: str) -> list[Action]:
+        args = rest.split()
+        if len(args) != 1:
+            return [line(SYNTAX)]
+        return self._fetch(args[0], None)
+
+    def cmd_TOP(self, rest: str) -> list[Action]:
+        args = rest.split()
+        if len(args) != 2:
+            return [line(SYNTAX)]
+        lines = _message_number(args[1])
+        if lines is None:
+            return [line("-ERR invalid number of lines")]
+        return self._fetch(args[0], lines)
+
+    def cmd_DELE(self, rest: str) -> list[Action]:
+        args = rest.split()
+        if len(args) != 1:
+            return [line(SYNTAX)]
+        found = self._lookup(args[0])
+        if isinstance(found, Send):
+            return [found]
+        number, _ = found
+        self._deleted.add(number - 1)
+        return [line(f"+OK message {number} deleted")]
+
+    def cmd_NOOP(self, rest: str) -> list[Action]:
+        if rest.strip():
+            return [line(SYNTAX)]
+        return [line("+OK")]
+
+    def cmd_RSET(self, rest: str) -> list[Action]:
+        if rest.strip():
+            return [line(SYNTAX)]
+        self._deleted.clear()
+        count, octets = self._totals()
+        return [line(f"+OK maildrop has {count} messages ({octets} octets)")]
+
+    # -- internals --
+
+    def _fetch(self, arg: str, top_lines: int | None) -> list[Action]:
+        found = self._lookup(arg)
+        if isinstance(found, Send):
+            return [found]
+        number, message = found
+        assert self.owner is not None
+
+        def on_raw(raw: object) -> list[Action]:
+            if raw is None:
+                return [line(f"-ERR message {number} is no longer available")]
+            assert isinstance(raw, bytes)
+            if top_lines is not None:
+                raw = top_of(raw, top_lines)
+                status = "+OK top of message follows"
+            else:
+                status = f"+OK {message.size} octets"
+            body = dot_stuff(raw)
+            return [Send(status.encode() + b"\r\n", (status, f"<{len(raw)} octets>"), body)]
+
+        return self._request(Fetch(self.owner, message.entry_id), on_raw, lambda: [line(SYS_TEMP)])
+
+    def _lookup(self, arg: str) -> tuple[int, _Message] | Send:
+        number = _message_number(arg)
+        if number is None:
+            return line("-ERR invalid message number")
+        if not 1 <= number <= len(self._messages):
+            return line(f"{NO_SUCH_MESSAGE}, only {len(self._messages)} messages in maildrop")
+        if number - 1 in self._deleted:
+            return line(f"-ERR message {number} already deleted")
+        return number, self._messages[number - 1]
+
+    def _visible(self) -> list[tuple[int, _Message]]:
+        return [(i + 1, m) for i, m in enumerate(self._messages) if i not in self._deleted]
+
+    def _totals(self) -> tuple[int, int]:
+        visible = self._visible()
+        return len(visible), sum(m.size for _, m in visible)
+
+    def _request(
+        self,
+        request: Request,
+        on_result: Callable[[Any], list[Action]],
+        on_failure: Callable[[], list[Action]],
+    ) -> list[Action]:
+        self._pending = _Pending(request, on_result, on_failure)
+        return [request]
+
+    def _take(self, request: Request) -> _Pending:
+        pending = self._pending
+        if pending is None or pending.request is not request:
+            raise ProtocolUsageError(f"{request!r} is not the outstanding request")
+        self._pending = None
+        return pending

@@ -1,0 +1,290 @@
+"""A thin asyncio stream server around ``pop3.protocol`` (RFC 1939 over TCP, STLS per RFC 2595).
+
+Per connection it reads bounded lines, feeds them to a ``POP3Protocol`` and carries out what
+the core asks: ask the maildrop, write replies, start TLS, close. It also owns what the core
+cannot see: the idle timeout, the connection limit, the failed-login delay, and the maildrop
+lock's lease, renewed every ``lock_lease / 3`` seconds while the session lives and released
+when it ends however it ends (QUIT, disconnect, timeout). A session that ends without QUIT
+removes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import ssl
+from collections import deque
+from dataclasses import dataclass
+
+from pop3 import protocol as p
+from pop3.maildrop import Maildrop
+
+log = logging.getLogger("labmail.pop3")
+trace_log = logging.getLogger("labmail.trace")
+
+TOO_MANY_CONNECTIONS = b"-ERR [SYS/TEMP] too many connections\r\n"
+LINE_TOO_LONG = b"-ERR line too long\r\n"
+INTERNAL_ERROR = b"-ERR [SYS/TEMP] internal error\r\n"
+MAX_TRACKED_ADDRESSES = 10_000
+
+
+@dataclass(frozen=True)
+class POP3Options:
+    hostname: str
+    allow_plaintext_auth: bool = False  # USER/PASS and AUTH PLAIN without TLS (labs only)
+    apop: bool = False  # APOP for accounts the maildrop enables it for (lab-only)
+    idle_timeout: float = 600  # RFC 1939 3: at least 10 minutes
+    max_connections: int = 100
+    lock_lease: float = 60
+    failed_auth_delay: float = 1.0  # base; doubles with each failure from one address
+    max_line: int = 255  # RFC 2449 4, including CRLF
+
+
+def failed_auth_delay(base: float, failures: int) -> float:
+    """Delay before answering the ``failures``-th failed login in a row from one address."""
+    return base * 2 ** min(max(failures - 1, 0), 6)
+
+
+async def start_server(
+    maildrop: Maildrop,
+    host: str,
+    port: int,
+    options: POP3Options,
+    ssl_context: ssl.SSLContext | None = None,
+) -> asyncio.Server:
+    """Listen on host:port (0 picks a free port); STLS is offered when ssl_context is given."""
+    server = POP3Server(maildrop, options, ssl_context)
+    return await asyncio.start_server(server.handle_connection, host, port, limit=options.max_line)
+
+
+class POP3Server:
+    """State shared by all sessions: the connection count and failed logins per address."""
+
+    def __init__(
+        self, maildrop: Maildrop, options: POP3Options, ssl_context: ssl.SSLContext | None
+    ) -> None:
+        self.maildrop = maildrop
+        self.options = options
+        self.ssl_context = ssl_context
+        self.connections = 0
+        self.failures: dict[str, int] = {}
+
+    async def handle_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        if self.connections >= self.options.max_connections:
+            writer.write(TOO_MANY_CONNECTIONS)
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            writer.close()
+            return
+        self.connections += 1
+        try:
+            await Session(self, reader, writer).run()
+        finally:
+            self.connections -= 1
+
+    def note_failure(self, address: str) -> float:
+        count = self.failures.pop(address, 0) + 1
+        self.failures[address] = count  # re-inserted: the dict stays oldest-first
+        if len(self.failures) > MAX_TRACKED_ADDRESSES:
+            del self.failures[next(iter(self.failures))]
+        return failed_auth_delay(self.options.failed_auth_delay, count)
+
+
+class Session:
+    """One connection: bounded reads, the core's actions, the lock's lease."""
+
+    def __init__(
+        self, server: POP3Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.server = server
+        self.options = server.options
+        self.maildrop = server.maildrop
+        self.reader = reader
+        self.writer = writer
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        self.address = str(peer[0])
+        self.peer = f"[{peer[0]}]:{peer[1]}" if ":" in self.address else f"{peer[0]}:{peer[1]}"
+        self.holder = f"{self.options.hostname}:{os.getpid()}:{secrets.token_hex(8)}"
+        self.locked: str | None = None
+        self.lock_lost = False
+        self.renewer: asyncio.Task[None] | None = None
+        timestamp = None
+        if self.options.apop:  # RFC 1939 7: unique per greeting
+            timestamp = f"<{os.getpid()}.{secrets.token_hex(8)}@{self.options.hostname}>"
+        self.core = p.POP3Protocol(
+            self.options.hostname,
+            allow_plaintext_auth=self.options.allow_plaintext_auth,
+            tls_available=server.ssl_context is not None,
+            apop_timestamp=timestamp,
+        )
+
+    async def run(self) -> None:
+        try:
+            await self.carry_out(self.core.greeting())
+            while not self.core.closed and not self.lock_lost:
+                try:
+                    async with asyncio.timeout(self.options.idle_timeout):
+                        raw = await self.read_line()
+                except TimeoutError:  # RFC 1939 3: close without UPDATE, no reply
+                    log.info("%s idle timeout", self.peer)
+                    break
+                if raw is None:
+                    break
+                if len(raw) > self.options.max_line:
+                    self.trace("C", f"<{len(raw)} octets, too long>")
+                    self.send(p.Send(LINE_TOO_LONG, (LINE_TOO_LONG.decode().rstrip(),)))
+                    await self.writer.drain()
+                    continue
+                if trace_log.isEnabledFor(logging.DEBUG):
+                    self.trace("C", self.core.describe_client_line(raw))
+                await self.carry_out(self.core.receive_line(raw))
+        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+            log.info("%s connection lost: %s", self.peer, type(exc).__name__)
+        except Exception:
+            log.exception("%s unexpected error in POP3 session", self.peer)
+            with contextlib.suppress(Exception):
+                self.writer.write(INTERNAL_ERROR)
+                await self.writer.drain()
+        finally:
+            await self.release_lock()
+            self.writer.close()
+            with contextlib.suppress(Exception):
+                await self.writer.wait_closed()
+
+    async def read_line(self) -> bytes | None:
+        """A line with its LF, or None at EOF. An over-long line is read and dropped piecemeal
+        (never buffered whole); a placeholder longer than max_line stands for it."""
+        try:
+            return await self.reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError:
+            return None  # EOF, possibly inside a partial line: ignore it
+        except asyncio.LimitOverrunError as exc:
+            consumed = exc.consumed
+        while True:  # RFC 2449 4: refuse the line, keep the session
+            await self.reader.readexactly(consumed)
+            try:
+                await self.reader.readuntil(b"\n")
+                return b"x" * (self.options.max_line + 1)
+            except asyncio.IncompleteReadError:
+                return None
+            except asyncio.LimitOverrunError as exc:
+                consumed = exc.consumed
+
+    async def carry_out(self, actions: list[p.Action]) -> None:
+        queue = deque(actions)
+        while queue:
+            action = queue.popleft()
+            match action:
+                case p.Send():
+                    self.send(action)
+                case p.AuthFailed():
+                    delay = self.server.note_failure(self.address)
+                    log.info("%s failed login for %r", self.peer, action.login)
+                    if delay > 0:
+                        await self.writer.drain()
+                        await asyncio.sleep(delay)
+                case p.LoggedIn():
+                    self.server.failures.pop(self.address, None)
+                    log.info("%s logged in as %s", self.peer, action.owner)
+                case p.Unlock():
+                    await self.release_lock()
+                case p.StartTLS():
+                    await self.start_tls()
+                case p.Close():
+                    pass  # run() sees core.closed
+                case _:
+                    queue.extend(await self.ask_maildrop(action))
+        await self.writer.drain()
+
+    async def ask_maildrop(self, request: p.Request) -> list[p.Action]:
+        try:
+            result = await self.perform(request)
+        except Exception:
+            log.exception("%s maildrop failed on %s", self.peer, type(request).__name__)
+            return self.core.fail(request)
+        return self.core.complete(request, result)
+
+    async def perform(self, request: p.Request) -> object:
+        md, lease = self.maildrop, self.options.lock_lease
+        match request:
+            case p.Authenticate(login=login, password=password):
+                return await md.authenticate(login, password)
+            case p.GetApopSecret(login=login):
+                return await md.apop_secret(login)
+            case p.Lock(owner=owner):
+                ok = await md.lock(owner, self.holder, lease)
+                if ok:
+                    self.locked = owner
+                    self.renewer = asyncio.create_task(self.renew_lock(owner))
+                return ok
+            case p.ListEntries(owner=owner):
+                return list(await md.list_entries(owner))
+            case p.Fetch(owner=owner, entry_id=entry_id):
+                try:
+                    return await md.fetch(owner, entry_id)
+                except KeyError:
+                    return None
+            case p.Delete(owner=owner, entry_ids=ids):
+                if self.lock_lost or self.locked != owner:
+                    raise RuntimeError("maildrop lock lost before UPDATE")
+                await md.delete(owner, ids)
+                return None
+        raise TypeError(f"unknown request {request!r}")
+
+    async def renew_lock(self, owner: str) -> None:
+        lease = self.options.lock_lease
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                ok = await self.maildrop.renew_lock(owner, self.holder, lease)
+            except Exception:  # a busy database: try again; the lease outlives two misses
+                log.exception("%s could not renew the maildrop lock", self.peer)
+                continue
+            if not ok:
+                log.warning("%s lost the maildrop lock of %s; closing", self.peer, owner)
+                self.lock_lost = True
+                self.writer.close()
+                return
+
+    async def release_lock(self) -> None:
+        if self.renewer is not None:
+            self.renewer.cancel()
+            self.renewer = None
+        owner, self.locked = self.locked, None
+        if owner is not None:
+            try:
+                await self.maildrop.unlock(owner, self.holder)
+            except Exception:  # the lease will expire on its own
+                log.exception("%s could not release the maildrop lock", self.peer)
+
+    async def start_tls(self) -> None:
+        assert self.server.ssl_context is not None
+        await self.writer.drain()
+        # RFC 2595 4: whatever the client pipelined after STLS is discarded, never run under
+        # TLS. StreamReader has no public way to drop its buffer; nothing awaits between this
+        # and start_tls() pausing the transport, so nothing can slip in.
+        buffered = getattr(self.reader, "_buffer", None)
+        if buffered:
+            log.info("%s discarded %d octets pipelined after STLS", self.peer, len(buffered))
+            buffered.clear()
+        await self.writer.start_tls(self.server.ssl_context)
+        self.core.tls_started()
+
+    def send(self, action: p.Send) -> None:
+        self.writer.write(action.data)
+        if action.body:
+            self.writer.write(action.body)
+        if trace_log.isEnabledFor(logging.DEBUG):
+            for text in action.trace:
+                self.trace("S", text)
+
+    def trace(self, direction: str, text: str) -> None:
+        if trace_log.isEnabledFor(logging.DEBUG):
+            extra = {"step": 5, "component": "pop3", "peer": self.peer}
+            extra |= {"direction": direction, "line": text}
+            trace_log.debug("%s %s %s", self.peer, direction, text, extra=extra)
