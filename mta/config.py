@@ -72,6 +72,7 @@ class Limits:
     command_timeout: float = 300.0
     pop3_idle_timeout: float = 600.0
     failed_auth_delay: float = 1.0
+    max_auth_failures: int = 3  # per connection; then 421 and the connection is closed
     max_received_headers: int = 30
 
 
@@ -82,6 +83,9 @@ class Queue:
     retry_factor: float = 2.0
     retry_max: float = 4 * 3600.0
     lifetime: float = 5 * 24 * 3600.0
+    # An idle relay worker re-reads the queue this often, so `mta queue flush` run by another
+    # process takes effect (mail queued by this process wakes it at once).
+    idle_recheck: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,9 @@ class Relay:
     verify_tls: bool = False
     connect_timeout: float = 30.0
     command_timeout: float = 300.0
-    nameservers: tuple[str, ...] = ()
+    nameservers: tuple[str, ...] = ()  # "ip" or "ip:port"; empty: the system's resolvers
+    dns_timeout: float = 10.0
+    port: int = 25  # the SMTP port of hosts found by DNS (MX or A); static routes name theirs
 
 
 @dataclass(frozen=True)

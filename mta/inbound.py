@@ -169,4 +169,4 @@ class InboundHandler:
 
 def handler_kwargs(config: Config) -> dict[str, Any]:
     """aiosmtpd settings of the MX listener: no AUTH offered."""
-    return {"auth_require_tls": True, "auth_exclude_mechanism": ["LOGIN", "PLAIN"]}
+    return {"offer_auth": False, "auth_exclude_mechanism": ["LOGIN", "PLAIN"]}

@@ -17,6 +17,8 @@ TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 MAIL_LOOP = "554 5.4.6 Too many Received headers: mail loop"
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, try again later"
 SHUTTING_DOWN = "421 4.3.2 {hostname} shutting down, try again later"
+TIMEOUT = "421 4.4.2 {hostname} timeout exceeded, closing connection"
+AUTH_NOT_OFFERED = "502 5.5.1 AUTH is not offered on this port"
 TOO_MANY_CONNECTIONS = "421 4.7.0 {hostname} too many connections, try again later"
 
 AUTH_REQUIRED = "530 5.7.0 Authentication required"
@@ -35,3 +37,8 @@ DEFAULT_ENHANCED = {
     "550": "5.0.0", "551": "5.1.6", "552": "5.3.4", "553": "5.1.3", "554": "5.0.0",
     "555": "5.5.4",
 }
+
+# Submission (step 3, RFC 6409 and RFC 4954).
+AUTH_OK = "235 2.7.0 Authentication successful"
+AUTH_BAD_ENCODING = "501 5.5.2 Cannot decode the authentication data"
+TOO_MANY_AUTH_FAILURES = "421 4.7.0 {hostname} too many failed authentication attempts, closing"

@@ -48,7 +48,8 @@ class LabSMTP(SMTP):
 
     local_part_limit = 64
 
-    def __init__(self, handler: Any, state: ListenerState, **kwargs: Any) -> None:
+    def __init__(self, handler: Any, state: ListenerState, *, offer_auth: bool = True,
+                 **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.state = state
         # aiosmtpd keeps these limits on the class, shared by every session; keep ours apart.
@@ -56,8 +57,13 @@ class LabSMTP(SMTP):
         self._greeted = False
         self._plain_reply = False  # greeting and EHLO/HELO replies carry no enhanced code
         self._peer = "?"
+        if not offer_auth:
+            self._smtp_methods["AUTH"] = self._no_auth
         for name, method in list(self._smtp_methods.items()):
             self._smtp_methods[name] = self._traced(name, method)
+
+    async def _no_auth(self, arg: str | None) -> None:
+        await self.push(replies.AUTH_NOT_OFFERED)
 
     # -- trace --------------------------------------------------------------------------------
 
@@ -148,6 +154,15 @@ class LabSMTP(SMTP):
             await self._close_421()
             return
         await super()._handle_client()
+
+    def _timeout_cb(self) -> None:
+        # RFC 5321 4.5.3.2: say why before closing an idle connection
+        if self.transport is not None and not self.transport.is_closing():
+            line = replies.TIMEOUT.format(hostname=self.hostname)
+            if trace.enabled():
+                self._trace("S", line)
+            self.transport.write(line.encode() + b"\r\n")
+        super()._timeout_cb()
 
     def _idle(self) -> bool:
         return self.envelope is None or not self.envelope.mail_from

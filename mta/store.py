@@ -67,6 +67,43 @@ class Delivered:
     entries: tuple[tuple[str, str], ...]
 
 
+@dataclass(frozen=True)
+class QueueRow:
+    """One (message, recipient) pair of the outbound queue."""
+
+    id: int
+    message_id: str
+    sender: str          # '' for <>
+    recipient: str
+    domain: str
+    state: str           # queued, delivered or failed
+    attempts: int
+    next_attempt: float
+    last_reply: str | None
+    created: float       # when the message was queued (its lifetime counts from here)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one delivery attempt for one queue row."""
+
+    row_id: int
+    message_id: str
+    state: str
+    attempts: int
+    next_attempt: float
+    last_reply: str
+
+
+@dataclass(frozen=True)
+class Bounce:
+    """A delivery status notification to store with the outcomes that caused it."""
+
+    raw: bytes
+    local_owner: str | None = None   # deliver into this local mailbox ...
+    remote: str | None = None        # ... or queue it for relay to this address
+
+
 @dataclass
 class Stats:
     commits: int = 0
@@ -252,6 +289,18 @@ class _GroupCommitter:
 
 _INSERT_ENTRY = ("INSERT INTO mailbox (owner, uid, received, size, txn_id, sender, raw) "
                  "VALUES (?, ?, ?, ?, ?, ?, ?)")
+_INSERT_QUEUED_MESSAGE = ("INSERT INTO queue_messages (id, sender, raw, size, created) "
+                          "VALUES (?, ?, ?, ?, ?)")
+_INSERT_QUEUED_RECIPIENT = ("INSERT INTO queue_recipients (message_id, recipient, domain, "
+                            "next_attempt, created, updated) VALUES (?, ?, ?, ?, ?, ?)")
+_SELECT_QUEUE = ("SELECT r.id, r.message_id, m.sender, r.recipient, r.domain, r.state, "
+                 "r.attempts, r.next_attempt, r.last_reply, m.created "
+                 "FROM queue_recipients r JOIN queue_messages m ON m.id = r.message_id")
+
+
+def _discard(items: list[Any], item: Any) -> None:
+    if item in items:
+        items.remove(item)
 
 
 class Store:
@@ -265,6 +314,7 @@ class Store:
         self._writer = _GroupCommitter(writer_db, self.stats)
         self._writer_db = writer_db
         self._listeners: list[Callable[[Delivered], None]] = []
+        self._queue_listeners: list[Callable[[str], None]] = []
 
     @classmethod
     async def open(cls, path: str | Path) -> Store:
@@ -291,9 +341,18 @@ class Store:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def on_delivery(self, callback: Callable[[Delivered], None]) -> None:
-        """Call ``callback`` after each committed delivery (waiters in tests and the lab)."""
+    def on_delivery(self, callback: Callable[[Delivered], None]) -> Callable[[], None]:
+        """Call ``callback`` after each committed delivery (waiters in tests and the lab).
+
+        Returns a function that removes the callback again.
+        """
         self._listeners.append(callback)
+        return lambda: _discard(self._listeners, callback)
+
+    def on_queued(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(queue_id)`` after outbound mail commits (wakes the relay worker)."""
+        self._queue_listeners.append(callback)
+        return lambda: _discard(self._queue_listeners, callback)
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -329,11 +388,18 @@ class Store:
         return delivered
 
     def notify(self, delivered: Delivered) -> None:
-        for callback in self._listeners:
+        for callback in list(self._listeners):
             try:
                 callback(delivered)
             except Exception:
                 log.exception("delivery listener failed")
+
+    def notify_queued(self, queue_id: str) -> None:
+        for callback in list(self._queue_listeners):
+            try:
+                callback(queue_id)
+            except Exception:
+                log.exception("queue listener failed")
 
     # -- accounts -----------------------------------------------------------------------------
 
@@ -479,6 +545,159 @@ class Store:
             row = await self._one("SELECT COUNT(*) AS n FROM mailbox WHERE owner = ?",
                                   (normalise(owner),))
         return row["n"]
+
+    # -- outbound queue (step 4, the sending side) ---------------------------------------------
+    #
+    # A message is stored once in queue_messages, with one queue_recipients row per recipient
+    # (state queued / delivered / failed). The relay worker keeps which rows it is delivering in
+    # memory only, so rows "in flight" when the process dies are simply queued and due again.
+
+    def _queue_statements(self, queue_id: str, sender: str, raw: bytes,
+                          recipients: Sequence[str], now: float) -> list[Statement]:
+        rows = [(queue_id, recipient, recipient.rpartition("@")[2].lower(), now, now, now)
+                for recipient in dict.fromkeys(recipients)]
+        return [(_INSERT_QUEUED_MESSAGE, [(queue_id, sender, raw, len(raw), now)]),
+                (_INSERT_QUEUED_RECIPIENT, rows)]
+
+    async def accept(self, txn_id: str, sender: str, *, local_owners: Sequence[str] = (),
+                     local_raw: bytes = b"", remote: Sequence[str] = (), queue_raw: bytes = b"",
+                     now: float) -> Delivered:
+        """Commit local mailbox entries and outbound queue rows of one message together.
+
+        The submission listener answers 250 only after this returns (one transaction, so a
+        crash leaves either all of the message or none of it).
+        """
+        statements: list[Statement] = []
+        entries: tuple[tuple[str, str], ...] = ()
+        if local_owners:
+            statements, entries = self._delivery_statements(local_owners, local_raw, sender,
+                                                            txn_id)
+        if remote:
+            statements += self._queue_statements(txn_id, sender, queue_raw, remote, now)
+        if statements:
+            await self._write(statements, messages=1)
+        delivered = Delivered(txn_id, entries)
+        if entries:
+            self.notify(delivered)
+        if remote:
+            self.notify_queued(txn_id)
+        return delivered
+
+    async def enqueue(self, sender: str, raw: bytes, recipients: Sequence[str], *,
+                      now: float, queue_id: str | None = None) -> str:
+        """Queue ``raw`` for relay to ``recipients``; returns the queue id once durable."""
+        queue_id = queue_id or new_txn_id()
+        await self._write(self._queue_statements(queue_id, sender, raw, recipients, now),
+                          messages=1)
+        self.notify_queued(queue_id)
+        return queue_id
+
+    async def due(self, now: float, exclude: Sequence[int] = (),
+                  limit: int = 1000) -> list[QueueRow]:
+        """Queued rows whose next attempt is due, oldest first (``exclude``: rows in flight)."""
+        rows = await self._all(
+            f"{_SELECT_QUEUE} WHERE r.state = 'queued' AND r.next_attempt <= ? "
+            f"ORDER BY r.next_attempt, r.id LIMIT ?", (now, limit + len(exclude)))
+        skip = set(exclude)
+        return [QueueRow(*row) for row in rows if row["id"] not in skip][:limit]
+
+    async def next_due(self, exclude: Sequence[int] = ()) -> float | None:
+        """The earliest next attempt time of a queued row not in ``exclude``."""
+        marks = ",".join("?" * len(exclude))
+        where = f" AND id NOT IN ({marks})" if exclude else ""
+        row = await self._one("SELECT MIN(next_attempt) AS t FROM queue_recipients "
+                              f"WHERE state = 'queued'{where}", tuple(exclude))
+        return None if row is None else row["t"]
+
+    async def queued_message(self, queue_id: str) -> bytes | None:
+        row = await self._one("SELECT raw FROM queue_messages WHERE id = ?", (queue_id,))
+        return None if row is None or row["raw"] is None else bytes(row["raw"])
+
+    async def queue_rows(self, *, include_final: bool = False) -> list[QueueRow]:
+        where = "" if include_final else " WHERE r.state = 'queued'"
+        rows = await self._all(f"{_SELECT_QUEUE}{where} ORDER BY r.created, r.id")
+        return [QueueRow(*row) for row in rows]
+
+    async def queue_row(self, row_id: int) -> QueueRow | None:
+        row = await self._one(f"{_SELECT_QUEUE} WHERE r.id = ?", (row_id,))
+        return QueueRow(*row) if row else None
+
+    async def count_queue(self, state: str | None = None) -> int:
+        if state is None:
+            row = await self._one("SELECT COUNT(*) AS n FROM queue_recipients", ())
+        else:
+            row = await self._one("SELECT COUNT(*) AS n FROM queue_recipients WHERE state = ?",
+                                  (state,))
+        return row["n"]
+
+    async def record_attempts(self, outcomes: Sequence[Outcome], *, now: float,
+                              bounce: Bounce | None = None) -> Delivered | None:
+        """Record delivery attempts, and the bounce they cause, in one transaction.
+
+        A row deleted meanwhile (``mta queue delete``) stays deleted. A message whose rows are
+        all final loses its body (it is no longer needed).
+        """
+        local: tuple[list[Statement], tuple[tuple[str, str], ...]] | None = None
+        bounce_id = new_txn_id() if bounce else None
+        if bounce and bounce.local_owner:
+            local = self._delivery_statements([bounce.local_owner], bounce.raw, "", bounce_id)
+
+        async def run(db: aiosqlite.Connection) -> None:
+            for o in outcomes:
+                await db.execute(
+                    "UPDATE queue_recipients SET state = ?, attempts = ?, next_attempt = ?, "
+                    "last_reply = ?, updated = ? WHERE id = ? AND state = 'queued'",
+                    (o.state, o.attempts, o.next_attempt, o.last_reply, now, o.row_id))
+            for message_id in {o.message_id for o in outcomes}:
+                await db.execute(
+                    "UPDATE queue_messages SET raw = NULL WHERE id = ? AND NOT EXISTS ("
+                    "SELECT 1 FROM queue_recipients WHERE message_id = ? AND state = 'queued')",
+                    (message_id, message_id))
+            statements: list[Statement] = []
+            if local:
+                statements = local[0]
+            elif bounce and bounce.remote:
+                statements = self._queue_statements(bounce_id or "", "", bounce.raw,
+                                                    [bounce.remote], now)
+            for sql, rows in statements:
+                await db.executemany(sql, rows)
+
+        await self._write_fn(run)
+        delivered = None
+        if local:
+            delivered = Delivered(bounce_id or "", local[1])
+            self.notify(delivered)
+        elif bounce and bounce.remote:
+            self.notify_queued(bounce_id or "")
+        return delivered
+
+    async def flush_queue(self, now: float) -> int:
+        """Make every queued row due at ``now`` (``mta queue flush``); returns how many."""
+        async def run(db: aiosqlite.Connection) -> int:
+            cursor = await db.execute(
+                "UPDATE queue_recipients SET next_attempt = ? WHERE state = 'queued' "
+                "AND next_attempt > ?", (now, now))
+            return cursor.rowcount
+
+        count = await self._write_fn(run)
+        self.notify_queued("")
+        return count
+
+    async def delete_queued(self, ident: str) -> int:
+        """Delete one queue row (by its number) or every row of a message (by its queue id)."""
+        async def run(db: aiosqlite.Connection) -> int:
+            if ident.isdigit():
+                cursor = await db.execute("DELETE FROM queue_recipients WHERE id = ?",
+                                          (int(ident),))
+            else:
+                cursor = await db.execute("DELETE FROM queue_recipients WHERE message_id = ?",
+                                          (ident.upper(),))
+            await db.execute("DELETE FROM queue_messages WHERE NOT EXISTS ("
+                             "SELECT 1 FROM queue_recipients r WHERE r.message_id = "
+                             "queue_messages.id)")
+            return cursor.rowcount
+
+        return await self._write_fn(run)
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -1,0 +1,234 @@
+"""The submission listener's handler: step 3, a user agent hands a message to its own server.
+
+RFC 6409: every transaction needs AUTH (``530 5.7.0`` otherwise), and the envelope sender must
+be the authenticated user's own address (``553 5.7.1``; ``<>`` included). AUTH PLAIN and LOGIN
+(RFC 4954, 4616) are checked against the store off the event loop; in plain text only where the
+config allows it (``538 5.7.11`` otherwise, and AUTH is then not advertised before STARTTLS).
+A failed AUTH answers ``535 5.7.8`` after ``limits.failed_auth_delay``; after
+``limits.max_auth_failures`` the connection gets ``421`` and is closed.
+
+The server completes the message (RFC 6409 8: ``Message-ID`` and ``Date`` when missing) and
+prepends ``Received: ... with ESMTPA`` (``ESMTPSA`` under TLS, RFC 3848). Recipients in the
+server's own domains go straight to their mailboxes (validated like the MX does); the others go
+to the outbound queue. Both commit in one transaction before ``250 ... queued as <id>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from base64 import b64decode
+from email.utils import format_datetime, localtime
+from typing import Any
+
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from mta import replies
+from mta.addresses import AddressError, parse
+from mta.clock import Clock
+from mta.config import Config
+from mta.inbound import LocalRecipients, address_reply, peer_ip, smtputf8_requested
+from mta.message import (
+    count_received,
+    has_header,
+    received_header,
+    return_path,
+    to_crlf,
+    with_protocol,
+)
+from mta.smtp_server import extend_ehlo
+from mta.store import Store, StoreError, new_txn_id
+
+log = logging.getLogger("labmail.submission")
+
+
+def complete_message(raw: bytes, hostname: str) -> bytes:
+    """Add ``Message-ID`` and ``Date`` when missing (RFC 6409 8.2, 8.3); the body is untouched.
+
+    The new fields go at the end of the header section, so nothing after it moves.
+    """
+    missing = b""
+    if not has_header(raw, "Date"):
+        missing += f"Date: {format_datetime(localtime())}\r\n".encode()
+    if not has_header(raw, "Message-ID"):
+        missing += f"Message-ID: <{secrets.token_hex(12)}@{hostname}>\r\n".encode()
+    if not missing:
+        return raw
+    if raw.startswith(b"\r\n"):  # an empty header section
+        return missing + raw
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:  # headers only, or no blank line: the fields go first
+        return missing + raw
+    return raw[: end + 2] + missing + raw[end + 2:]
+
+
+class SubmissionHandler:
+    """aiosmtpd handler for the submission listener (hooks upper-case or never called).
+
+    ``auth_PLAIN`` and ``auth_LOGIN`` on the handler replace aiosmtpd's own (which can only
+    call a synchronous authenticator), so the password check is awaited off the event loop.
+    """
+
+    def __init__(self, config: Config, store: Store, clock: Clock | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock or Clock()
+        self.recipients = LocalRecipients(config, store)
+
+    # -- session --------------------------------------------------------------------------------
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        return extend_ehlo(responses, auth=True)
+
+    # -- AUTH (RFC 4954) ------------------------------------------------------------------------
+
+    async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        # RFC 4616: [authzid] NUL authcid NUL passwd; an initial response or a 334 challenge.
+        if len(args) == 1:
+            blob = await server.challenge_auth("")
+            if blob is MISSING:  # aborted or undecodable: aiosmtpd has replied already
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                blob = b64decode(args[1].encode(), validate=True)
+            except ValueError:
+                await server.push(replies.AUTH_BAD_ENCODING)
+                return AuthResult(success=False, handled=True)
+        parts = blob.split(b"\0")
+        if len(parts) != 3:
+            await server.push(replies.AUTH_BAD_ENCODING)
+            return AuthResult(success=False, handled=True)
+        authzid, login, password = parts
+        if authzid and authzid.lower() != login.lower():
+            # Acting for another user is not offered: treat like wrong credentials.
+            return await self._verify(server, b"", b"")
+        return await self._verify(server, login, password)
+
+    async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            login = await server.challenge_auth("Username:")
+            if login is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                login = b64decode(args[1].encode(), validate=True)
+            except ValueError:
+                await server.push(replies.AUTH_BAD_ENCODING)
+                return AuthResult(success=False, handled=True)
+        password = await server.challenge_auth("Password:")
+        if password is MISSING:
+            return AuthResult(success=False, handled=True)
+        return await self._verify(server, login, password)
+
+    async def _verify(self, server: SMTP, login_b: bytes, password_b: bytes) -> AuthResult:
+        try:
+            login = login_b.decode("utf-8").strip().lower()
+            password = password_b.decode("utf-8")
+        except UnicodeDecodeError:
+            login = password = ""
+        if login and password and await self.store.check_password(login, password):
+            log.info("submission: %s authenticated from %s", login, peer_ip(server.session))
+            return AuthResult(success=True, auth_data=LoginPassword(login.encode(), b""),
+                              message=replies.AUTH_OK)
+        failures = getattr(server, "labmail_auth_failures", 0) + 1
+        server.labmail_auth_failures = failures  # type: ignore[attr-defined]
+        log.warning("submission: failed AUTH %d for %r from %s", failures, login,
+                    peer_ip(server.session))
+        await asyncio.sleep(self.config.limits.failed_auth_delay)
+        if failures >= self.config.limits.max_auth_failures:
+            await server.push(replies.TOO_MANY_AUTH_FAILURES.format(hostname=server.hostname))
+            if server.transport is not None:
+                server.transport.close()
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, message=replies.AUTH_FAILED)
+
+    # -- the transaction ------------------------------------------------------------------------
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        if not session.authenticated:
+            return replies.AUTH_REQUIRED
+        login = _login(session)
+        # RFC 6409 6.1: the sender is the user's own address; <> is not a user's address.
+        if address == "<>" or address.lower() != login:
+            log.warning("submission: %s tried to send as <%s>", login, address)
+            return replies.SENDER_NOT_OWNED.format(address=address)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        envelope.owners = []  # type: ignore[attr-defined]
+        envelope.remote = []  # type: ignore[attr-defined]
+        return replies.SENDER_OK
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if not session.authenticated:
+            return replies.AUTH_REQUIRED
+        if len(envelope.rcpt_tos) >= self.config.limits.max_recipients:
+            return replies.TOO_MANY_RECIPIENTS
+        smtputf8 = smtputf8_requested(envelope.mail_options)
+        if address.lower() == "postmaster":
+            domain = self.config.domains[0]
+        else:
+            try:
+                domain = parse(address, smtputf8=smtputf8).domain
+            except AddressError as exc:  # includes user%other@x, "user@other"@x, other!user@x
+                log.info("submission refused RCPT %s: %s", address, exc.kind)
+                return address_reply(exc)
+        if self.config.is_local_domain(domain):
+            owner, reply = await self.recipients.owner(address, smtputf8=smtputf8)
+            if owner is None:
+                return reply
+            envelope.owners.append(owner)  # type: ignore[attr-defined]
+        else:
+            envelope.remote.append(address)  # type: ignore[attr-defined]
+        envelope.rcpt_tos.append(address)  # the hook owns the append (STYLE 7)
+        envelope.rcpt_options.extend(rcpt_options)
+        return replies.RECIPIENT_OK
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = to_crlf(envelope.original_content or b"")
+        if count_received(raw) >= self.config.limits.max_received_headers:
+            return replies.MAIL_LOOP
+        txn_id = new_txn_id()
+        sender = envelope.mail_from or ""
+        raw = complete_message(raw, self.config.hostname)
+        protocol = with_protocol(esmtp=session.extended_smtp, tls=session.ssl is not None,
+                                 auth=True, smtputf8=envelope.smtp_utf8)
+        raw = received_header(helo=session.host_name, peer_ip=peer_ip(session),
+                              by=self.config.hostname, protocol=protocol, txn_id=txn_id,
+                              recipients=envelope.rcpt_tos) + raw
+        owners = list(dict.fromkeys(envelope.owners))  # type: ignore[attr-defined]
+        remote = list(dict.fromkeys(envelope.remote))  # type: ignore[attr-defined]
+        try:
+            await self.store.accept(txn_id, sender, local_owners=owners,
+                                    local_raw=return_path(sender) + raw, remote=remote,
+                                    queue_raw=raw, now=self.clock.now())
+        except StoreError as exc:
+            log.error("submission could not store message from %s: %s", sender, exc)
+            return replies.TEMPORARY_FAILURE
+        log.info("submitted id=%s user=%s from=<%s> local=%s queued=%s size=%d", txn_id,
+                 _login(session), sender, ",".join(owners) or "-", ",".join(remote) or "-",
+                 len(raw))
+        return replies.QUEUED.format(txn_id=txn_id)
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.exception("submission: unexpected error: %s", error)
+        return replies.TEMPORARY_FAILURE
+
+
+def _login(session: Session) -> str:
+    data = session.auth_data
+    login = getattr(data, "login", b"") or b""
+    return login.decode("utf-8", "replace") if isinstance(login, bytes) else str(login)
+
+
+def handler_kwargs(config: Config) -> dict[str, Any]:
+    """aiosmtpd settings of the submission listener.
+
+    AUTH is checked by the handler per command (``530 5.7.0``), not with aiosmtpd's
+    ``auth_required``, which would also refuse HELP and NOOP-like commands before AUTH.
+    """
+    return {"auth_require_tls": not config.allow_plaintext_auth}

@@ -1,0 +1,79 @@
+"""Shared fixtures: real servers on ephemeral loopback ports, fresh databases per test."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mta.config import Config, from_dict
+from mta.server import Server, start
+
+
+def make_config(tmp_path: Path, **overrides: Any) -> Config:
+    """A bob.lab server config on 127.0.0.1 with ephemeral ports; ``overrides`` are TOML keys."""
+    data: dict[str, Any] = {
+        "hostname": "mx.bob.lab",
+        "domains": ["bob.lab"],
+        "database": "bob.db",
+        "listeners": {"mx": {"host": "127.0.0.1", "port": 0}},
+        "accounts": [
+            {"address": "bob@bob.lab", "password": "bob-pw"},
+            {"address": "carol@bob.lab", "password": "carol-pw"},
+        ],
+        "postmaster": "bob@bob.lab",
+        "limits": {"failed_auth_delay": 0.0},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return from_dict(data, "test.toml", tmp_path)
+
+
+@pytest.fixture
+def config_factory(tmp_path: Path) -> Callable[..., Config]:
+    return lambda **overrides: make_config(tmp_path, **overrides)
+
+
+@pytest.fixture
+async def server_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    started: list[Server] = []
+
+    async def factory(**overrides: Any) -> Server:
+        server = await start(make_config(tmp_path, **overrides))
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        await server.close(grace=1)
+
+
+@pytest.fixture
+async def mx(server_factory: Callable[..., Any]) -> Server:
+    """bob.lab's MX listener on an ephemeral port, with bob and carol as users."""
+    return await server_factory()
+
+
+@pytest.fixture
+def trace_lines() -> Any:
+    """Collects labmail.trace records for the duration of a test."""
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logger = logging.getLogger("labmail.trace")
+    handler = Collect(logging.DEBUG)
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield records
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)

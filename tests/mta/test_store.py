@@ -1,0 +1,153 @@
+"""The SQLite store: migrations, accounts, mailbox entries, group commit, the maildrop lock."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from mta.store import Store, StoreError, migrate, schema_files
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Store:
+    s = await Store.open(tmp_path / "mail.db")
+    yield s
+    await s.close()
+
+
+def test_migration_is_idempotent_and_versioned(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    newest = schema_files()[-1][0]
+    assert migrate(path) == newest
+    assert migrate(path) == newest
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == newest
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+async def test_two_processes_opening_first_migrate_once(tmp_path: Path) -> None:
+    path = tmp_path / "race.db"
+    results = await asyncio.gather(*(asyncio.to_thread(migrate, path) for _ in range(8)))
+    assert len(set(results)) == 1
+
+
+async def test_passwords_are_salted_scrypt(store: Store, tmp_path: Path) -> None:
+    await store.set_account("Bob@Bob.Lab", "secret")
+    await store.set_account("carol@bob.lab", "secret")
+    assert await store.check_password("bob@bob.lab", "secret")
+    assert await store.check_password("BOB@BOB.LAB", "secret")
+    assert not await store.check_password("bob@bob.lab", "Secret")
+    assert not await store.check_password("nobody@bob.lab", "secret")
+    conn = sqlite3.connect(tmp_path / "mail.db")
+    rows = conn.execute("SELECT salt, hash, n FROM accounts ORDER BY address").fetchall()
+    conn.close()
+    assert rows[0][0] != rows[1][0] and rows[0][1] != rows[1][1]  # salts differ
+    assert all(b"secret" not in bytes(r[1]) for r in rows) and rows[0][2] >= 2**14
+    assert await store.accounts() == ["bob@bob.lab", "carol@bob.lab"]
+
+
+async def test_hashing_does_not_block_the_loop(store: Store) -> None:
+    ticks = 0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await store.set_account("bob@bob.lab", "pw")
+    await store.check_password("bob@bob.lab", "pw")
+    done.set()
+    await task
+    assert ticks > 2  # the loop kept running while scrypt worked in a thread
+
+
+async def test_deliver_list_fetch_delete(store: Store) -> None:
+    raw = b"Subject: x\r\n\r\nbody\r\n"
+    delivered = await store.deliver(["bob@bob.lab", "carol@bob.lab"], raw, "a@alice.lab")
+    assert len(delivered.entries) == 2
+    (entry,) = await store.list_entries("BOB@bob.lab")
+    assert entry.size == len(raw) and entry.sender == "a@alice.lab"
+    assert await store.fetch("bob@bob.lab", entry.id) == raw
+    with pytest.raises(KeyError):
+        await store.fetch("carol@bob.lab", entry.id)  # not carol's entry
+    await store.deliver(["bob@bob.lab"], raw, "")
+    ids = [e.id for e in await store.list_entries("bob@bob.lab")]
+    await store.delete("bob@bob.lab", ids)
+    assert await store.list_entries("bob@bob.lab") == []
+    assert await store.count_entries("carol@bob.lab") == 1
+
+
+async def test_group_commit_batches_concurrent_deliveries(store: Store) -> None:
+    raw = b"Subject: x\r\n\r\nbody\r\n"
+    results = await asyncio.gather(*(store.deliver(["bob@bob.lab"], raw, f"s{i}@a.lab")
+                                     for i in range(200)))
+    assert len({r.entries[0][1] for r in results}) == 200
+    assert await store.count_entries("bob@bob.lab") == 200
+    assert store.stats.messages == 200
+    assert store.stats.commits < 200 / 4
+
+
+async def test_a_failing_job_does_not_fail_its_batch(store: Store) -> None:
+    async def bad(db):
+        await db.execute("INSERT INTO no_such_table VALUES (1)")
+
+    raw = b"Subject: x\r\n\r\n"
+    results = await asyncio.gather(store.deliver(["bob@bob.lab"], raw, ""),
+                                   store._write_fn(bad),
+                                   store.deliver(["bob@bob.lab"], raw, ""),
+                                   return_exceptions=True)
+    assert isinstance(results[1], StoreError)
+    assert not isinstance(results[0], Exception) and not isinstance(results[2], Exception)
+    assert await store.count_entries("bob@bob.lab") == 2
+
+
+async def test_maildrop_lock_is_exclusive_and_leased(store: Store) -> None:
+    assert await store.lock("bob@bob.lab", "session-1", 60)
+    assert not await store.lock("BOB@bob.lab", "session-2", 60)
+    assert await store.renew_lock("bob@bob.lab", "session-1", 60)
+    assert not await store.renew_lock("bob@bob.lab", "session-2", 60)
+    await store.unlock("bob@bob.lab", "session-2")  # not the holder: no effect
+    assert not await store.lock("bob@bob.lab", "session-2", 60)
+    await store.unlock("bob@bob.lab", "session-1")
+    assert await store.lock("bob@bob.lab", "session-2", -1)  # an expired lease
+    assert await store.lock("bob@bob.lab", "session-3", 60)
+
+
+async def test_lock_holds_across_connections(tmp_path: Path) -> None:
+    first = await Store.open(tmp_path / "shared.db")
+    second = await Store.open(tmp_path / "shared.db")
+    try:
+        assert await first.lock("bob@bob.lab", "a", 60)
+        assert not await second.lock("bob@bob.lab", "b", 60)
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_apop_secret_only_when_enabled(store: Store) -> None:
+    await store.set_account("bob@bob.lab", "pw")
+    await store.set_account("carol@bob.lab", "cpw", apop=True)
+    assert await store.apop_secret("bob@bob.lab") is None
+    assert await store.apop_secret("Carol@bob.lab") == ("carol@bob.lab", "cpw")
+    assert await store.authenticate("CAROL@bob.lab", "cpw") == "carol@bob.lab"
+    assert await store.authenticate("carol@bob.lab", "nope") is None
+
+
+async def test_delete_account_removes_its_mail(store: Store) -> None:
+    await store.set_account("bob@bob.lab", "pw")
+    await store.deliver(["bob@bob.lab"], b"x\r\n", "")
+    assert await store.delete_account("bob@bob.lab")
+    assert not await store.delete_account("bob@bob.lab")
+    assert await store.count_entries("bob@bob.lab") == 0
+
+
+async def test_open_in_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="does not exist"):
+        await Store.open(tmp_path / "no" / "such" / "x.db")
