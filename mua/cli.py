@@ -228,13 +228,18 @@ def _run_list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'#':>4}  {'Date':16}  {'From':24}  {'Size':>9}  @  Subject")
     for r in rows:
-        print(f"{r.number:>4}  {r.date:16}  {_cut(r.sender, 24):24}  "
+        print(f"{r.number:>4}  {r.date:16}  {_cut(r.sender, 24)}  "
               f"{render.human_size(r.size):>9}  {'@' if r.has_attachments else ' '}  {r.subject}")
     return 0
 
 
 def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+    """``text`` cut and padded to ``width`` terminal cells (CJK characters take two)."""
+    from rich.cells import cell_len, set_cell_size
+
+    if cell_len(text) > width:
+        text = set_cell_size(text, width - 1) + "…"
+    return set_cell_size(text, width)
 
 
 def _read_arguments(p: argparse.ArgumentParser) -> None:

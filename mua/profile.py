@@ -176,7 +176,7 @@ def _server(
 def _refuse_unknown(table: Mapping[str, object], known: set[str], prefix: str, where: str) -> None:
     for key in table:
         if key not in known:
-            raise ProfileError(f"{where}: unknown key {prefix}{key!r}")
+            raise ProfileError(f"{where}: unknown key '{prefix}{key}'")
 
 
 def _string(
@@ -185,7 +185,7 @@ def _string(
     value = table.get(key)
     if value is None:
         if required:
-            raise ProfileError(f"{where}: missing required key {prefix}{key!r}")
+            raise ProfileError(f"{where}: missing required key '{prefix}{key}'")
         return ""
     if not isinstance(value, str):
         raise ProfileError(f"{where}: {prefix}{key} must be a string")

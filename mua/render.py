@@ -14,11 +14,13 @@ characters are removed so a message cannot drive the terminal.
 from __future__ import annotations
 
 import codecs
+import mimetypes
 import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
+from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
@@ -44,14 +46,30 @@ def clean(text: str) -> str:
 
 
 def header(msg: Message, name: str) -> str:
-    """A header's decoded value on one line ('' when absent); RFC 2047 words decoded."""
+    """A header's decoded value on one line ('' when absent); RFC 2047 words decoded.
+
+    The structured value is used when it parsed cleanly; otherwise the raw value is decoded
+    word by word, so a malformed field is still shown rather than mangled or dropped.
+    """
+    values = []
+    for key, raw in msg.raw_items():
+        if key.lower() != name.lower():
+            continue
+        try:
+            parsed = msg.policy.header_fetch_parse(key, raw)
+            text = str(parsed) if not getattr(parsed, "defects", ()) else _decode_raw(raw)
+        except Exception:
+            text = _decode_raw(raw)
+        values.append(text)
+    return " ".join(clean(", ".join(values)).split())
+
+
+def _decode_raw(raw: object) -> str:
+    text = str(raw)
     try:
-        values = msg.get_all(name) or []
-        text = ", ".join(str(v) for v in values)
-    except Exception:  # a header the parser could not make sense of: show it raw
-        raw = [v for k, v in msg.raw_items() if k.lower() == name.lower()]
-        text = ", ".join(str(v) for v in raw)
-    return " ".join(clean(text).split())
+        return str(make_header(decode_header(text)))
+    except Exception:  # unknown charset, bad encoded word: show it as it is
+        return text
 
 
 def sender_label(msg: Message) -> str:
@@ -136,6 +154,9 @@ def body_text(msg: Message) -> str:
     """The readable body text: the text part, or the HTML part as text ('' when neither)."""
     part = body_part(msg)
     if part is None:
+        if msg.get_content_maintype() == "multipart" and not msg.is_multipart():
+            # malformed MIME (no or wrong boundary): the parser kept the body as one string
+            return "[malformed MIME message, shown as raw text]\n" + clean(part_text(msg))
         return ""
     text = part_text(part)
     if part.get_content_subtype() == "html":
@@ -164,6 +185,11 @@ def _payload_bytes(part: Message) -> bytes:
     raw = part.get_payload()
     if isinstance(raw, str):
         return raw.encode("utf-8", "surrogateescape")
+    if isinstance(raw, list) and raw and isinstance(raw[0], Message):  # message/rfc822
+        try:
+            return raw[0].as_bytes()
+        except Exception:
+            return b""
     return b""
 
 
@@ -189,7 +215,7 @@ def attachments(msg: Message) -> list[AttachmentInfo]:
         found.append(
             AttachmentInfo(
                 index=index,
-                filename=safe_filename(raw_name, f"attachment-{index}"),
+                filename=safe_filename(raw_name, f"attachment-{index}{_extension(part)}"),
                 content_type=part.get_content_type(),
                 size=len(_payload_bytes(part)),
                 part=part,
@@ -199,6 +225,12 @@ def attachments(msg: Message) -> list[AttachmentInfo]:
     if msg.is_multipart():
         visit(msg)
     return found
+
+
+def _extension(part: Message) -> str:
+    if part.get_content_type() == "message/rfc822":
+        return ".eml"
+    return mimetypes.guess_extension(part.get_content_type()) or ".bin"
 
 
 def _filename(part: Message) -> str:

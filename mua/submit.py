@@ -145,6 +145,8 @@ def submit(
         raise SubmitError(f"cannot talk to {server.peer}: {e.strerror or e}") from None
     except smtplib.SMTPException as e:
         raise SubmitError(f"SMTP with {server.peer} failed: {e}") from None
+    except (ValueError, UnicodeError) as e:  # e.g. a host name the socket layer refuses
+        raise SubmitError(f"cannot talk to {server.peer}: {e}") from None
 
 
 def _submit(
@@ -163,6 +165,7 @@ def _submit(
     else:
         smtp = TracingSMTP(local_hostname=local_hostname, timeout=server.timeout)
     smtp.transcript = Transcript(STEP, server.peer)  # type: ignore[attr-defined]
+    smtp._host = server.host  # TLS server name; smtplib sets it only when __init__ connects
     try:
         code, text = smtp.connect(server.host, server.port)
         if code != 220:

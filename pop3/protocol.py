@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from pop3.maildrop import EntryLike
-
 IMPLEMENTATION = "labmail"
 
 
@@ -523,7 +521,8 @@ class POP3Protocol:
                 return [found]
             number, message = found
             return [line(f"+OK {number} {message.uid}")]
-        return [multiline("+OK unique-id listing follows", [f"{n} {m.uid}" for n, m in self._visible()])]
+        listing = [f"{n} {m.uid}" for n, m in self._visible()]
+        return [multiline("+OK unique-id listing follows", listing)]
 
     def cmd_RETR(self, rest: str) -> list[Action]:
         args = rest.split()

@@ -84,6 +84,10 @@ class POP3Server:
         self.connections += 1
         try:
             await Session(self, reader, writer).run()
+        except asyncio.CancelledError:
+            # Server shutdown: the session has cleaned up (finally). Ending the task normally
+            # keeps Python 3.11's stream callback from logging the cancellation as an error.
+            pass
         finally:
             self.connections -= 1
 

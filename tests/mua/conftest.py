@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import trustme
+from mua_servers import LoopThread, POP3Fixture, SMTPFixture
 
 from mua.profile import Profile, profile_from_dict
-
-from mua_servers import LoopThread, POP3Fixture, SMTPFixture
 
 ALICE = "alice@alice.lab"
 BOB = "bob@bob.lab"

@@ -110,7 +110,6 @@ class SMTPFixture:
                 tls_context=tls_context if starttls and not implicit_tls else None,
                 authenticator=authenticator,
                 auth_require_tls=bool(tls_context and starttls and not implicit_tls),
-                auth_mechanisms=None,
             )
 
         async def start():

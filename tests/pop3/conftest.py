@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -86,3 +87,56 @@ def client_tls(ca: trustme.CA) -> ssl.SSLContext:
     context = ssl.create_default_context()
     ca.configure_trust(context)
     return context
+
+
+class RawClient:
+    """A line-level POP3 client over asyncio streams, for what poplib cannot send."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.greeting = b""
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def line(self) -> bytes:
+        return await asyncio.wait_for(self.reader.readline(), 10)
+
+    async def cmd(self, text: str | bytes) -> bytes:
+        await self.send((text.encode() if isinstance(text, str) else text) + b"\r\n")
+        return await self.line()
+
+    async def rest_of_multiline(self) -> list[bytes]:
+        lines = []
+        for _ in range(10_000):
+            got = await self.line()
+            if got == b".\r\n":
+                return lines
+            lines.append(got)
+        raise AssertionError("no end of multi-line reply")
+
+    async def eof(self) -> bool:
+        """True once the server has closed the connection (waits for it)."""
+        return await asyncio.wait_for(self.reader.read(), 10) == b""
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()
+
+
+@pytest.fixture
+async def raw_client() -> AsyncIterator[Callable[[Running], Awaitable[RawClient]]]:
+    clients: list[RawClient] = []
+
+    async def connect(running: Running) -> RawClient:
+        reader, writer = await asyncio.open_connection(running.host, running.port)
+        client = RawClient(reader, writer)
+        clients.append(client)
+        client.greeting = await client.line()
+        return client
+
+    yield connect
+    for client in clients:
+        await client.close()

@@ -1,0 +1,164 @@
+"""Step 5: fetching over POP3 from a real server on a loopback port into a local Maildir."""
+
+from __future__ import annotations
+
+import json
+import logging
+import mailbox
+from datetime import UTC, datetime
+
+import pytest
+from conftest import ALICE, BOB, USERS, make_profile
+
+from mua.compose import build_message, to_bytes
+from mua.fetch import UIDL_FILE, FetchError, fetch
+from mua.trace import LOGGER_NAME
+
+PASSWORD = USERS[BOB]
+DATE = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def sample(n: int) -> bytes:
+    msg = build_message(sender=ALICE, to=[BOB], subject=f"message {n} 你好",
+                        date=DATE, message_id=f"<m{n}@alice.lab>",
+                        body=f"body {n}\n.a line starting with a dot\n..two dots\n")
+    return to_bytes(msg)
+
+
+def stored(profile) -> list[bytes]:
+    box = mailbox.Maildir(profile.maildir, factory=None, create=False)
+    return sorted(box.get_bytes(k) for k in box.keys())
+
+
+def bob_profile(tmp_path, pop3, **kwargs):
+    return make_profile(tmp_path, address=BOB, pop3_port=pop3.port, **kwargs)
+
+
+def test_fetch_stores_unstuffed_messages_and_empties_the_server(start_pop3, tmp_path, ca_file):
+    pop3 = start_pop3()
+    for n in range(3):
+        pop3.mailbox(BOB).add(sample(n))
+    profile = bob_profile(tmp_path, pop3, ca_file=ca_file)
+    result = fetch(profile, PASSWORD)
+    assert (result.on_server, result.downloaded, result.deleted) == (3, 3, 3)
+    assert pop3.mailbox(BOB).messages == []
+    assert "STLS" in pop3.commands  # opportunistic TLS was used
+    got = stored(profile)
+    assert got == sorted(sample(n).replace(b"\r\n", b"\n") for n in range(3))
+    assert b"\n.a line starting with a dot\n..two dots\n" in got[0]
+    # nothing left: a second fetch downloads nothing
+    assert fetch(profile, PASSWORD).downloaded == 0
+    assert json.loads((profile.maildir / UIDL_FILE).read_text()) == {
+        f"{BOB}@127.0.0.1:{pop3.port}": []
+    }
+
+
+def test_keep_twice_downloads_once(start_pop3, tmp_path, ca_file):
+    pop3 = start_pop3()
+    pop3.mailbox(BOB).add(sample(1))
+    profile = bob_profile(tmp_path, pop3, ca_file=ca_file)
+    assert fetch(profile, PASSWORD, keep=True).downloaded == 1
+    assert fetch(profile, PASSWORD, keep=True).downloaded == 0
+    assert len(pop3.mailbox(BOB).messages) == 1
+    pop3.mailbox(BOB).add(sample(2))
+    result = fetch(profile, PASSWORD, keep=True)
+    assert (result.downloaded, result.deleted) == (1, 0)
+    assert len(stored(profile)) == 2
+    # a classic fetch afterwards deletes both without downloading them again
+    result = fetch(profile, PASSWORD)
+    assert (result.downloaded, result.deleted) == (0, 2)
+    assert pop3.mailbox(BOB).messages == []
+    assert len(stored(profile)) == 2
+
+
+def test_dropped_connection_keeps_folder_consistent_and_server_intact(start_pop3, tmp_path):
+    pop3 = start_pop3(tls=False, drop_after_retr=2)
+    for n in range(5):
+        pop3.mailbox(BOB).add(sample(n))
+    profile = bob_profile(tmp_path, pop3)
+    with pytest.raises(FetchError, match="2 message\\(s\\) were stored locally.*nothing was "
+                                         "deleted") as e:
+        fetch(profile, PASSWORD)
+    assert e.value.stored == 2
+    assert len(pop3.mailbox(BOB).messages) == 5  # no QUIT: nothing deleted
+    got = stored(profile)
+    assert got == sorted(sample(n).replace(b"\r\n", b"\n") for n in range(2))
+    assert list((profile.maildir / "tmp").iterdir()) == []  # no half-written message
+
+    # the next fetch finishes the job: no duplicates, server emptied
+    pop3.drop_after_retr = None
+    result = fetch(profile, PASSWORD)
+    assert (result.downloaded, result.deleted) == (3, 5)
+    assert pop3.mailbox(BOB).messages == []
+    assert stored(profile) == sorted(sample(n).replace(b"\r\n", b"\n") for n in range(5))
+
+
+def test_wrong_password(start_pop3, tmp_path):
+    pop3 = start_pop3(tls=False)
+    pop3.mailbox(BOB).add(sample(1))
+    with pytest.raises(FetchError, match=r"refused the login for bob@bob.lab: -ERR \[AUTH\]"):
+        fetch(bob_profile(tmp_path, pop3), "wrong")
+    assert len(pop3.mailbox(BOB).messages) == 1
+
+
+def test_auth_plain_when_user_is_not_offered(start_pop3, tmp_path, ca_file):
+    pop3 = start_pop3(user_command=False)
+    pop3.mailbox(BOB).add(sample(1))
+    assert fetch(bob_profile(tmp_path, pop3, ca_file=ca_file), PASSWORD).downloaded == 1
+    assert "AUTH" in pop3.commands and "USER" not in pop3.commands
+
+
+def test_stls_required_but_not_offered(start_pop3, tmp_path):
+    pop3 = start_pop3(tls=False)
+    with pytest.raises(FetchError, match="does not offer STLS"):
+        fetch(bob_profile(tmp_path, pop3, pop3_security="starttls"), PASSWORD)
+
+
+def test_trace_masks_password(start_pop3, tmp_path, caplog):
+    pop3 = start_pop3(tls=False)
+    pop3.mailbox(BOB).add(sample(1))
+    caplog.set_level(logging.INFO, logger=LOGGER_NAME)
+    fetch(bob_profile(tmp_path, pop3), PASSWORD)
+    records = [r for r in caplog.records if r.name == LOGGER_NAME]
+    assert {r.step for r in records} == {5}
+    lines = [r.line for r in records]
+    assert "PASS ****" in lines and "USER bob@bob.lab" in lines
+    assert not any(PASSWORD in line for line in lines)
+    for verb in ("STAT", "UIDL", "RETR 1", "DELE 1", "QUIT"):
+        assert verb in lines
+
+
+def test_progress_callback(start_pop3, tmp_path):
+    pop3 = start_pop3(tls=False)
+    for n in range(3):
+        pop3.mailbox(BOB).add(sample(n))
+    calls = []
+    fetch(bob_profile(tmp_path, pop3), PASSWORD, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]
+
+
+def test_against_labmail_pop3_server(loop_thread, tmp_path):
+    """Interoperability with labmail's own POP3 server, when it is importable."""
+    server_mod = pytest.importorskip("pop3.server")
+    memory = pytest.importorskip("pop3.memory")
+    maildrop = memory.MemoryMaildrop()
+    maildrop.add_account(BOB, PASSWORD)
+    for n in range(3):
+        maildrop.deliver(BOB, sample(n))
+    options = server_mod.POP3Options(hostname="pop3.test", allow_plaintext_auth=True,
+                                     failed_auth_delay=0)
+    server = loop_thread.run(server_mod.start_server(maildrop, "127.0.0.1", 0, options))
+    try:
+        port = server.sockets[0].getsockname()[1]
+        profile = make_profile(tmp_path, address=BOB, pop3_port=port)
+        assert fetch(profile, PASSWORD, keep=True).downloaded == 3
+        assert fetch(profile, PASSWORD, keep=True).downloaded == 0
+        result = fetch(profile, PASSWORD)
+        assert (result.downloaded, result.deleted) == (0, 3)
+        assert maildrop.messages(BOB) == []
+        assert stored(profile) == sorted(sample(n).replace(b"\r\n", b"\n") for n in range(3))
+    finally:
+        async def stop():
+            server.close()
+
+        loop_thread.run(stop())
