@@ -20,6 +20,7 @@ from email import message_from_bytes, policy
 from typing import Any
 
 from mta import config as config_mod
+from mta import queue as queue_mod
 from mta import server as server_mod
 from mta.config import Config, ConfigError
 from mta.store import Store, StoreError
@@ -248,6 +249,38 @@ def cmd_mailbox(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+# -- queue ---------------------------------------------------------------------------------------
+
+
+def cmd_queue(args: argparse.Namespace, config: Config) -> int:
+    """``mta queue list|flush|delete``: the outbound queue, read and changed through the store.
+
+    A running server sees a flush within ``queue.idle_recheck`` seconds (it is another process).
+    """
+    async def run(store: Store) -> Any:
+        if args.action == "list":
+            return await store.queue_rows(include_final=args.all)
+        if args.action == "flush":
+            return await store.flush_queue(time.time())
+        ident = args.id.strip()
+        if not ident or not ident.isalnum():
+            raise CommandError(f"{args.id!r} is not a queue row number or queue id")
+        return await store.delete_queued(ident)
+
+    result = asyncio.run(_with_store(config, run))
+    if args.action == "list":
+        for line in queue_mod.format_rows(result):
+            print(line)
+        print(f"{len(result)} row(s){'' if args.all else ' queued'}")
+    elif args.action == "flush":
+        print(f"{result} queued row(s) made due now")
+    else:
+        if not result:
+            raise CommandError(f"no queue row or queue id {args.id}")
+        print(f"deleted {result} queue row(s)")
+    return EXIT_OK
+
+
 # -- parser --------------------------------------------------------------------------------------
 
 
@@ -287,6 +320,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("number", type=int)
     q.add_argument("--raw", action="store_true", help="the message exactly as stored")
     q.set_defaults(run=cmd_mailbox)
+
+    p = sub.add_parser("queue", help="inspect and manage the outbound queue")
+    qs = p.add_subparsers(dest="action", required=True)
+    q = qs.add_parser("list", help="id, sender, recipient, attempts, next attempt, last reply")
+    q.add_argument("--all", action="store_true", help="delivered and failed rows too")
+    q.set_defaults(run=cmd_queue)
+    q = qs.add_parser("flush", help="make every queued row due now")
+    q.set_defaults(run=cmd_queue)
+    q = qs.add_parser("delete", help="delete a row (its number) or a message (its queue id)")
+    q.add_argument("id")
+    q.set_defaults(run=cmd_queue)
 
     for register in EXTRA_COMMANDS:
         register(sub)

@@ -71,6 +71,8 @@ class Limits:
     max_connections: int = 200
     command_timeout: float = 300.0
     pop3_idle_timeout: float = 600.0
+    # a POP3 maildrop lock left by a killed process frees itself after this (renewed while alive)
+    pop3_lock_lease: float = 60.0
     failed_auth_delay: float = 1.0
     max_auth_failures: int = 3  # per connection; then 421 and the connection is closed
     max_received_headers: int = 30

@@ -20,7 +20,6 @@ from mta.config import Config
 from mta.message import header_section
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})$")
-EXPIRED = "4.4.7"  # RFC 3463: delivery time expired
 
 
 @dataclass(frozen=True)

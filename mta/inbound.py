@@ -104,7 +104,7 @@ class InboundHandler:
         self.config = config
         self.store = store
         self.recipients = LocalRecipients(config, store)
-        self.faults = faults or FaultInjector(config.faults.mx_replies)
+        self.faults = faults if faults is not None else FaultInjector(config.faults.mx_replies)
 
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
                           hostname: str, responses: list[str]) -> list[str]:

@@ -12,11 +12,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from mta import tls
+from mta import submission, tls
+from mta.clock import Clock
 from mta.config import Config
 from mta.inbound import FaultInjector, InboundHandler, handler_kwargs
+from mta.relay import RelayWorker
 from mta.smtp_server import SMTPListener, start_smtp_listener
 from mta.store import Store
+from pop3.server import POP3Options
+from pop3.server import start_server as start_pop3
 
 log = logging.getLogger("labmail.server")
 
@@ -30,11 +34,23 @@ class Server:
     faults: FaultInjector
     listeners: dict[str, Any] = field(default_factory=dict)
     services: list[Any] = field(default_factory=list)
+    clock: Clock = field(default_factory=Clock)
+    relay: RelayWorker | None = None
     _closed: bool = False
 
     @property
     def ports(self) -> dict[str, int]:
         return {name: _port(listener) for name, listener in self.listeners.items()}
+
+    def start_relay(self, *, background: bool = True) -> RelayWorker:
+        """Create the relay worker for this server's queue; ``background`` starts its loop
+        (tests with a fake clock leave it off and call ``server.relay.run_once()``)."""
+        if self.relay is None:
+            self.relay = RelayWorker(self.config, self.store, self.clock)
+            self.services.append(self.relay)
+        if background:
+            self.relay.start()
+        return self.relay
 
     async def close(self, grace: float = 10.0) -> None:
         if self._closed:
@@ -69,10 +85,14 @@ async def ensure_accounts(config: Config, store: Store) -> None:
                            for a in config.accounts))
 
 
-async def start(config: Config) -> Server:
-    """Start every listener ``config`` names; the caller owns the returned Server."""
+async def start(config: Config, *, clock: Clock | None = None, relay: bool = True) -> Server:
+    """Start every listener ``config`` names; the caller owns the returned Server.
+
+    With a submission listener the relay worker runs too (``relay=False``: it is not started;
+    ``mta.lab`` starts it once every domain's ports are known). ``clock`` times the queue.
+    """
     store = await Store.open(config.database)
-    server = Server(config, store, FaultInjector(config.faults.mx_replies))
+    server = Server(config, store, FaultInjector(config.faults.mx_replies), clock=clock or Clock())
     try:
         await ensure_accounts(config, store)
         tls_context = tls.server_context(config)
@@ -85,6 +105,30 @@ async def start(config: Config) -> Server:
                 max_connections=limits.max_connections,
                 data_size_limit=limits.max_message_size, timeout=limits.command_timeout,
                 tls_context=tls_context, **handler_kwargs(config))
+        if config.listeners.submission:
+            if tls_context is None and not config.allow_plaintext_auth:
+                log.warning("submission: no TLS and plain-text AUTH not allowed: "
+                            "nobody can authenticate")
+            server.listeners["submission"] = await start_smtp_listener(
+                submission.SubmissionHandler(config, store, server.clock),
+                config.listeners.submission.host, config.listeners.submission.port,
+                hostname=config.hostname, component="submission", step=3,
+                max_connections=limits.max_connections,
+                data_size_limit=limits.max_message_size, timeout=limits.command_timeout,
+                tls_context=tls_context, **submission.handler_kwargs(config))
+            if relay:
+                server.start_relay()
+        if config.listeners.pop3:
+            server.listeners["pop3"] = await start_pop3(
+                store, config.listeners.pop3.host, config.listeners.pop3.port,
+                POP3Options(config.hostname,
+                            allow_plaintext_auth=config.allow_plaintext_auth,
+                            apop=any(account.apop for account in config.accounts),
+                            idle_timeout=limits.pop3_idle_timeout,
+                            max_connections=limits.max_connections,
+                            failed_auth_delay=limits.failed_auth_delay,
+                            lock_lease=limits.pop3_lock_lease),
+                tls_context)
         for name, port in server.ports.items():
             log.info("%s listening on %s:%d", name, getattr(config.listeners, name).host, port)
     except BaseException:

@@ -38,6 +38,9 @@ BUSY_TIMEOUT_MS = 10_000
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 # Group commit: at most this many jobs share one transaction.
 MAX_BATCH = 512
+# has_account remembers existing accounts this long (RCPT checks without a database trip).
+ACCOUNT_CACHE_SECONDS = 5.0
+ACCOUNT_CACHE_SIZE = 10_000
 
 Statement = tuple[str, Sequence[tuple[Any, ...]]]
 
@@ -314,6 +317,8 @@ class Store:
         self._writer = _GroupCommitter(writer_db, self.stats)
         self._writer_db = writer_db
         self._listeners: list[Callable[[Delivered], None]] = []
+        # address -> monotonic expiry: accounts seen lately (RCPT checks skip the database)
+        self._known_accounts: dict[str, float] = {}
         self._queue_listeners: list[Callable[[str], None]] = []
 
     @classmethod
@@ -406,6 +411,7 @@ class Store:
     async def set_account(self, address: str, password: str, *, apop: bool = False) -> None:
         """Create the account or change its password (hashed off the event loop)."""
         address = normalise(address)
+        self._known_accounts.pop(address, None)
         salt, digest = await asyncio.to_thread(hash_password, password)
         await self._write([(
             "INSERT INTO accounts (address, salt, hash, n, r, p, apop_secret, created) "
@@ -435,15 +441,29 @@ class Store:
             await db.execute("DELETE FROM maildrop_locks WHERE owner = ?", (address,))
             return cursor.rowcount > 0
 
-        return await self._write_fn(run)
+        deleted = await self._write_fn(run)
+        self._known_accounts.pop(address, None)  # after the commit: no lookup re-caches it
+        return deleted
 
     async def accounts(self) -> list[str]:
         rows = await self._all("SELECT address FROM accounts ORDER BY address")
         return [row["address"] for row in rows]
 
     async def has_account(self, address: str) -> bool:
-        row = await self._one("SELECT 1 FROM accounts WHERE address = ?", (normalise(address),))
-        return row is not None
+        """Whether the account exists. Positive answers are remembered for a few seconds
+        (changes made through this Store are seen at once; by another process, within
+        ``ACCOUNT_CACHE_SECONDS``); unknown addresses always ask the database."""
+        address = normalise(address)
+        now = time.monotonic()
+        if self._known_accounts.get(address, 0.0) > now:
+            return True
+        row = await self._one("SELECT 1 FROM accounts WHERE address = ?", (address,))
+        if row is None:
+            return False
+        if len(self._known_accounts) >= ACCOUNT_CACHE_SIZE:
+            self._known_accounts.clear()
+        self._known_accounts[address] = now + ACCOUNT_CACHE_SECONDS
+        return True
 
     async def check_password(self, address: str, password: str) -> bool:
         """Constant-time check of a password against the stored salted scrypt hash."""
@@ -675,8 +695,8 @@ class Store:
         """Make every queued row due at ``now`` (``mta queue flush``); returns how many."""
         async def run(db: aiosqlite.Connection) -> int:
             cursor = await db.execute(
-                "UPDATE queue_recipients SET next_attempt = ? WHERE state = 'queued' "
-                "AND next_attempt > ?", (now, now))
+                "UPDATE queue_recipients SET next_attempt = MIN(next_attempt, ?) "
+                "WHERE state = 'queued'", (now,))
             return cursor.rowcount
 
         count = await self._write_fn(run)
@@ -701,13 +721,14 @@ class Store:
 
     # -- reads --------------------------------------------------------------------------------
 
+    # One trip to aiosqlite's thread per read (execute + fetch + close would take three).
+
     async def _one(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Row | None:
-        async with self._reader.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+        rows = await self._reader.execute_fetchall(sql, params)
+        return next(iter(rows), None)
 
     async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        async with self._reader.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return list(await self._reader.execute_fetchall(sql, params))
 
 
 def new_txn_id() -> str:

@@ -131,8 +131,12 @@ class SubmissionHandler:
             login = password = ""
         if login and password and await self.store.check_password(login, password):
             log.info("submission: %s authenticated from %s", login, peer_ip(server.session))
-            return AuthResult(success=True, auth_data=LoginPassword(login.encode(), b""),
-                              message=replies.AUTH_OK)
+            # Mark the session and reply here: aiosmtpd's own success path would only add its
+            # deprecated ``login_data`` (and a warning per login); "handled" stops it.
+            server.session.authenticated = True
+            server.session.auth_data = LoginPassword(login.encode(), b"")
+            await server.push(replies.AUTH_OK)
+            return AuthResult(success=False, handled=True)
         failures = getattr(server, "labmail_auth_failures", 0) + 1
         server.labmail_auth_failures = failures  # type: ignore[attr-defined]
         log.warning("submission: failed AUTH %d for %r from %s", failures, login,
@@ -143,7 +147,8 @@ class SubmissionHandler:
             if server.transport is not None:
                 server.transport.close()
             return AuthResult(success=False, handled=True)
-        return AuthResult(success=False, message=replies.AUTH_FAILED)
+        await server.push(replies.AUTH_FAILED)
+        return AuthResult(success=False, handled=True)
 
     # -- the transaction ------------------------------------------------------------------------
 
