@@ -333,6 +333,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                        _run_list),
     "read": Subcommand("show message N (step 6)", _read_arguments, _run_read),
     "save": Subcommand("save the attachments of message N (step 6)", _save_arguments, _run_save),
+    "demo": lazy("mua.demo", "watch one e-mail travel through the six steps on a local lab"),
 }
 
 

@@ -51,6 +51,7 @@ class FetchResult:
     """What a fetch did: messages on the server, downloaded, deleted and their Maildir keys."""
 
     on_server: int = 0
+    octets_on_server: int = 0  # from LIST: exact sizes as the server sends them (RFC 1939 5)
     downloaded: int = 0
     deleted: int = 0
     keys: list[str] = field(default_factory=list)
@@ -188,6 +189,7 @@ def _fetch(
 
         count, _size = pop.stat()
         result.on_server = count
+        result.octets_on_server = _listed_octets(pop, count)
         uids = _uidls(pop, count)
         if keep and uids is None:
             raise FetchError(f"{server.peer} does not support UIDL, which --keep needs")
@@ -247,6 +249,19 @@ def _login(pop: poplib.POP3, server: ServerSettings, password: str, caps: dict) 
         raise FetchError(
             f"{server.peer} refused the login for {server.login}: {_reply(e)}"
         ) from None
+
+
+def _listed_octets(pop: poplib.POP3, count: int) -> int:
+    """The total of the LIST sizes: what the download will cost."""
+    if count == 0:
+        return 0
+    _resp, lines, _ = pop.list()
+    total = 0
+    for line in lines:
+        fields = line.split()
+        if len(fields) == 2 and fields[1].isdigit():
+            total += int(fields[1])
+    return total
 
 
 def _uidls(pop: poplib.POP3, count: int) -> dict[int, str] | None:
