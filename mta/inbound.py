@@ -9,19 +9,29 @@ answer ``250`` only after the store has committed the message (``Store.deliver``
 from __future__ import annotations
 
 import logging
+import re
 from collections import deque
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from mta import replies
+from mta import replies, trace
 from mta.addresses import AddressError, parse
 from mta.config import Config
-from mta.message import count_received, received_header, return_path, to_crlf, with_protocol
-from mta.smtp_server import extend_ehlo
+from mta.message import (
+    count_received,
+    header_section,
+    received_header,
+    return_path,
+    to_crlf,
+    with_protocol,
+)
+from mta.smtp_server import exception_reply, extend_ehlo
 from mta.store import Store, StoreError, new_txn_id
 
 log = logging.getLogger("labmail.mx")
+
+_MESSAGE_ID = re.compile(rb"^message-id[ \t]*:[ \t]*(.*(?:\r\n[ \t].*)*)", re.I | re.M)
 
 
 class FaultInjector:
@@ -41,6 +51,23 @@ class FaultInjector:
 
     def __len__(self) -> int:
         return len(self._replies)
+
+
+def message_id_of(raw: bytes) -> str:
+    """The Message-ID field of ``raw`` ("" when there is none), for log records."""
+    match = _MESSAGE_ID.search(header_section(raw))
+    if not match:
+        return ""
+    return " ".join(match.group(1).decode("utf-8", "replace").split())
+
+
+def txn_extra(component: str, hostname: str, session: Session, raw: bytes,
+              txn_id: str | None) -> dict[str, Any]:
+    """Structured fields of a transaction's log record: they tie the message (Message-ID,
+    queue id) to the traced session (component and peer as in ``labmail.trace``)."""
+    return {"component": component, "hostname": hostname,
+            "peer": trace.peer_text(session.peer), "txn_id": txn_id,
+            "message_id": message_id_of(raw)}
 
 
 def address_reply(error: AddressError) -> str:
@@ -136,11 +163,12 @@ class InboundHandler:
         return reply
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = to_crlf(envelope.original_content or b"")
         fault = self.faults.next()
         if fault:
-            log.info("mx fault injection: answering %r", fault)
+            log.info("mx fault injection: answering %r", fault,
+                     extra=txn_extra("mx", self.config.hostname, session, raw, None))
             return fault
-        raw = to_crlf(envelope.original_content or b"")
         if count_received(raw) >= self.config.limits.max_received_headers:
             log.warning("mx refused message from %s: mail loop", envelope.mail_from)
             return replies.MAIL_LOOP
@@ -159,12 +187,12 @@ class InboundHandler:
             log.error("mx could not store message from %s: %s", sender or "<>", exc)
             return replies.TEMPORARY_FAILURE
         log.info("accepted id=%s from=<%s> to=%s size=%d", txn_id, sender,
-                 ",".join(f"<{r}>" for r in envelope.rcpt_tos), len(raw))
+                 ",".join(f"<{r}>" for r in envelope.rcpt_tos), len(raw),
+                 extra=txn_extra("mx", self.config.hostname, session, raw, txn_id))
         return replies.QUEUED.format(txn_id=txn_id)
 
     async def handle_exception(self, error: Exception) -> str:
-        log.exception("mx: unexpected error: %s", error)
-        return replies.TEMPORARY_FAILURE
+        return exception_reply("mx", error)
 
 
 def handler_kwargs(config: Config) -> dict[str, Any]:

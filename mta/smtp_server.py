@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import re
 import ssl
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, TLSSetupException
 
 from mta import replies, trace
 
@@ -59,8 +60,9 @@ class LabSMTP(SMTP):
         self._peer = "?"
         if not offer_auth:
             self._smtp_methods["AUTH"] = self._no_auth
-        for name, method in list(self._smtp_methods.items()):
-            self._smtp_methods[name] = self._traced(name, method)
+        if trace.enabled():  # decided per connection: no wrapper cost when tracing is off
+            for name, method in list(self._smtp_methods.items()):
+                self._smtp_methods[name] = self._traced(name, method)
 
     async def _no_auth(self, arg: str | None) -> None:
         await self.push(replies.AUTH_NOT_OFFERED)
@@ -116,6 +118,13 @@ class LabSMTP(SMTP):
         finally:
             self._plain_reply = False
             self.command_size_limits["MAIL"] = COMMAND_LIMIT - 2 + 26 + 10
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        # aiosmtpd would start a second handshake inside the first one (RFC 3207 4.2)
+        if self._tls_protocol is not None:
+            await self.push(replies.TLS_ALREADY_ACTIVE)
+            return
+        await super().smtp_STARTTLS(arg)
 
     async def smtp_HELO(self, hostname: str) -> None:
         self._plain_reply = True
@@ -183,6 +192,7 @@ class LabSMTP(SMTP):
                     self.transport.close()
 
 
+@functools.lru_cache(maxsize=256)  # replies repeat; ids in 250 replies just cycle through
 def _with_enhanced_code(text: str) -> str:
     lines = text.split("\r\n")
     out = []
@@ -239,6 +249,16 @@ async def start_smtp_listener(handler: Any, host: str, port: int, *, hostname: s
 
     server = await loop.create_server(factory, host, port, reuse_address=True, backlog=1024)
     return SMTPListener(server, state)
+
+
+def exception_reply(component: str, error: Exception) -> str:
+    """The one place an unexpected error becomes a reply: 451, a log line, no detail."""
+    if isinstance(error, TLSSetupException):
+        cause = error.__cause__ or error
+        log.info("%s: TLS handshake failed: %s", component, cause.__class__.__name__)
+    else:
+        log.error("%s: unexpected error", component, exc_info=error)
+    return replies.TEMPORARY_FAILURE
 
 
 def extend_ehlo(responses: list[str], *, auth: bool) -> list[str]:

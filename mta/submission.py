@@ -28,7 +28,7 @@ from mta import replies
 from mta.addresses import AddressError, parse
 from mta.clock import Clock
 from mta.config import Config
-from mta.inbound import LocalRecipients, address_reply, peer_ip, smtputf8_requested
+from mta.inbound import LocalRecipients, address_reply, peer_ip, smtputf8_requested, txn_extra
 from mta.message import (
     count_received,
     has_header,
@@ -37,7 +37,7 @@ from mta.message import (
     to_crlf,
     with_protocol,
 )
-from mta.smtp_server import extend_ehlo
+from mta.smtp_server import exception_reply, extend_ehlo
 from mta.store import Store, StoreError, new_txn_id
 
 log = logging.getLogger("labmail.submission")
@@ -216,12 +216,12 @@ class SubmissionHandler:
             return replies.TEMPORARY_FAILURE
         log.info("submitted id=%s user=%s from=<%s> local=%s queued=%s size=%d", txn_id,
                  _login(session), sender, ",".join(owners) or "-", ",".join(remote) or "-",
-                 len(raw))
+                 len(raw),
+                 extra=txn_extra("submission", self.config.hostname, session, raw, txn_id))
         return replies.QUEUED.format(txn_id=txn_id)
 
     async def handle_exception(self, error: Exception) -> str:
-        log.exception("submission: unexpected error: %s", error)
-        return replies.TEMPORARY_FAILURE
+        return exception_reply("submission", error)
 
 
 def _login(session: Session) -> str:

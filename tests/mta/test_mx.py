@@ -510,3 +510,33 @@ async def test_mx_offers_no_auth(mx: Server) -> None:
             c.close()
 
     assert (await asyncio.to_thread(run)).startswith("502 5.5.1")
+
+
+async def test_second_starttls_and_failed_handshake(server_factory) -> None:
+    server = await server_factory(tls="self-signed")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+
+    def run() -> tuple[str, str, bytes]:
+        c = Raw(server)
+        c.cmd("EHLO client.example")
+        assert c.cmd("STARTTLS").startswith("220")
+        c.sock = context.wrap_socket(c.sock)
+        c.file = c.sock.makefile("rb")
+        second = c.cmd("STARTTLS")
+        noop = c.cmd("NOOP")
+        c.close()
+        bad = Raw(server)  # a client that answers 220 with garbage instead of a handshake
+        bad.cmd("EHLO client.example")
+        bad.cmd("STARTTLS")
+        bad.send(b"this is not TLS\r\n" * 4)
+        closed = bad.file.readline()
+        bad.close()
+        return second, noop, closed
+
+    second, noop, closed = await asyncio.to_thread(run)
+    assert second.startswith("503 5.5.1") and noop.startswith("250")
+    assert not closed.startswith(b"4") or closed.startswith(b"451 4.3.0")
+    code, _ = await asyncio.to_thread(lambda: _data_reply(server, MSG))
+    assert code == 250  # the server serves on
