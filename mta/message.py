@@ -9,8 +9,10 @@ is an ordinary line "." that the next hop's client dot-stuffs again.
 from __future__ import annotations
 
 import datetime
+import functools
 import re
-from email.utils import format_datetime, localtime
+import time
+from email.utils import format_datetime
 
 _EOL = re.compile(rb"\r\n|\r|\n")
 _RECEIVED = re.compile(rb"^received[ \t]*:", re.IGNORECASE | re.MULTILINE)
@@ -52,7 +54,7 @@ def with_protocol(*, esmtp: bool, tls: bool, auth: bool, smtputf8: bool) -> str:
 def received_header(*, helo: str | None, peer_ip: str, by: str, protocol: str, txn_id: str,
                     recipients: list[str], when: float | None = None) -> bytes:
     """A Received header (RFC 5321 4.4), folded; ``for`` only when there is one recipient."""
-    stamp = format_datetime(localtime() if when is None else _local(when))
+    stamp = _stamp(int(time.time()) if when is None else when)
     helo = _clean(helo or "unknown")
     lines = [f"Received: from {helo} ([{peer_ip}])", f"\tby {_clean(by)} (labmail) with {protocol}"
              f" id {txn_id}"]
@@ -73,6 +75,11 @@ def return_path(sender: str) -> bytes:
 def _clean(text: str) -> str:
     # Nothing from the client may break the header: no CR, LF or other controls.
     return "".join(c if c.isprintable() or c == " " else "?" for c in text)[:255]
+
+
+@functools.lru_cache(maxsize=4)  # one formatted date per second, not per message
+def _stamp(when: float) -> str:
+    return format_datetime(_local(when))
 
 
 def _local(when: float) -> datetime.datetime:

@@ -16,6 +16,7 @@ from mta import submission, tls
 from mta.clock import Clock
 from mta.config import Config
 from mta.inbound import FaultInjector, InboundHandler, handler_kwargs
+from mta.memory import return_large_blocks_to_os
 from mta.relay import RelayWorker
 from mta.smtp_server import SMTPListener, start_smtp_listener
 from mta.store import Store
@@ -91,6 +92,7 @@ async def start(config: Config, *, clock: Clock | None = None, relay: bool = Tru
     With a submission listener the relay worker runs too (``relay=False``: it is not started;
     ``mta.lab`` starts it once every domain's ports are known). ``clock`` times the queue.
     """
+    return_large_blocks_to_os()
     store = await Store.open(config.database)
     server = Server(config, store, FaultInjector(config.faults.mx_replies), clock=clock or Clock())
     try:

@@ -1,0 +1,1 @@
+"""labmail's benchmarks: ``python -m tests.bench [--quick]``. Not collected by pytest."""

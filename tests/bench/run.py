@@ -1,0 +1,804 @@
+"""labmail benchmarks: one command, a table on stdout, figures in a JSON file.
+
+    python -m tests.bench              # full run (a few minutes on 2 cores)
+    python -m tests.bench --quick      # smoke run, < 60 s (CI)
+    python tests/bench/run.py --only mx --profile prof/
+
+Sections: ``mx`` (MX acceptance vs aiosmtpd's no-op ceiling), ``e2e`` (submission -> relay ->
+mailbox, when labmail has a submission listener), ``pop3`` (retrieval, STAT/LIST on a big
+mailbox), ``memory`` (peak RSS at concurrency 50 and for one 20 MB message).
+
+Every server runs in a subprocess of its own; baselines are measured in the same run,
+alternating A B A B so a noisy machine's drift hits both. Everything talks to 127.0.0.1,
+every loop is bounded in count and time, and every subprocess is killed on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import queue
+import shutil
+import smtplib
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import loadgen  # noqa: E402
+from servers import PASSWORD, USERS, sample_message  # noqa: E402
+
+STARTUP_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+MB = 1024 * 1024
+
+
+# -- server subprocesses ------------------------------------------------------------------------
+
+
+class ServerProcess:
+    """One benchmark server (tests/bench/servers.py) in a subprocess; stop() or kill() it."""
+
+    live: set[ServerProcess] = set()
+
+    def __init__(self, kind: str, args: list[str], log_path: Path) -> None:
+        command = [sys.executable, str(HERE / "servers.py"), kind, *args]
+        self.log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            bufsize=1,
+        )
+        ServerProcess.live.add(self)
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.ready = self._next(STARTUP_TIMEOUT)
+        if not self.ready or not self.ready.get("ready"):
+            self.kill()
+            raise RuntimeError(f"{kind} server did not start; see {log_path}")
+        self.pid: int = self.ready["pid"]
+        self.ports: dict[str, int] = self.ready["ports"]
+        self.final: dict[str, Any] = {}
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def _next(self, timeout: float) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                return None
+            if line is None:
+                return None
+            if line.startswith("{"):
+                return json.loads(line)
+        return None
+
+    def status(self) -> dict[str, int]:
+        """VmRSS/VmHWM of the server, read from /proc by the parent."""
+        out = {}
+        with open(f"/proc/{self.pid}/status") as fh:
+            for line in fh:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    out[key] = int(rest.split()[0]) * 1024
+        return out
+
+    def reset_peak(self) -> None:
+        """Reset VmHWM to the current RSS (Linux: ``echo 5 > /proc/PID/clear_refs``)."""
+        with open(f"/proc/{self.pid}/clear_refs", "w") as fh:
+            fh.write("5")
+
+    def ask(self, command: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Send one stdin command (``status``, ``count``) and read its JSON answer."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self._next(timeout) or {}
+
+    def stop(self) -> dict[str, Any]:
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            self.final = self._next(STOP_TIMEOUT) or {}
+            self.proc.wait(STOP_TIMEOUT)
+        except (subprocess.TimeoutExpired, OSError):
+            pass
+        self.kill()
+        return self.final
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        ServerProcess.live.discard(self)
+        self.log.close()
+
+    @classmethod
+    def kill_all(cls) -> None:
+        for server in list(cls.live):
+            server.kill()
+
+
+@contextmanager
+def server(kind: str, args: list[str], log_path: Path) -> Iterator[ServerProcess]:
+    proc = ServerProcess(kind, args, log_path)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+# -- settings -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Settings:
+    quick: bool
+    rounds: int
+    mx_counts: dict[int, int]
+    warmup: int
+    pop3_retrieve: int
+    pop3_big: int
+    big_message: int
+    e2e_count: int
+    client: str
+    smtp_source: str | None
+    work: Path
+    profile: Path | None
+    loop: str
+    log: str
+    deadline: float = 300.0
+    notes: list[str] = field(default_factory=list)
+
+
+def settings(args: argparse.Namespace, work: Path) -> Settings:
+    smtp_source = loadgen.find_smtp_source() if args.client in ("auto", "smtp-source") else None
+    if args.client == "smtp-source" and smtp_source is None:
+        raise SystemExit("smtp-source not found (Debian: apt-get install postfix)")
+    client = "smtp-source" if smtp_source else "asyncio"
+    if args.quick:
+        return Settings(
+            True,
+            args.rounds or 1,
+            {1: 100, 10: 200, 50: 300},
+            20,
+            200,
+            2000,
+            20 * MB,
+            100,
+            client,
+            smtp_source,
+            work,
+            args.profile,
+            args.loop,
+            args.server_log,
+        )
+    return Settings(
+        False,
+        args.rounds or 3,
+        {1: 1500, 10: 3000, 50: 4000},
+        50,
+        1000,
+        10_000,
+        20 * MB,
+        1000,
+        client,
+        smtp_source,
+        work,
+        args.profile,
+        args.loop,
+        args.server_log,
+    )
+
+
+# -- MX acceptance ------------------------------------------------------------------------------
+
+
+def load(s: Settings, port: int, count: int, concurrency: int) -> dict[str, Any]:
+    if s.smtp_source:
+        return loadgen.run_smtp_source(s.smtp_source, port, count, concurrency, s.deadline)
+    return loadgen.run_asyncio_client(port, count, concurrency, s.deadline)
+
+
+def server_args(s: Settings, kind: str, run_dir: Path, extra: list[str] | None = None) -> list[str]:
+    args = ["--loop", s.loop]
+    if kind == "mx":
+        args += ["--dir", str(run_dir), "--log", s.log]
+    return args + (extra or [])
+
+
+def bench_mx(s: Settings, say: Any) -> dict[str, Any]:
+    """N ~2 KB messages, a connection each, at c = 1, 10, 50; no-op vs labmail, A B A B."""
+    runs: list[dict[str, Any]] = []
+    for concurrency, count in s.mx_counts.items():
+        for round_ in range(s.rounds):
+            for kind in ("noop", "mx"):
+                run_dir = Path(tempfile.mkdtemp(prefix=f"{kind}-c{concurrency}-", dir=s.work))
+                extra = []
+                profiling = (
+                    s.profile and kind == "mx" and round_ == 0 and concurrency == max(s.mx_counts)
+                )
+                if profiling:
+                    s.profile.mkdir(parents=True, exist_ok=True)
+                    extra = ["--profile", str(s.profile / f"mx-c{concurrency}.prof")]
+                with server(
+                    kind, server_args(s, kind, run_dir, extra), s.work / f"{kind}.log"
+                ) as proc:
+                    port = proc.ports["smtp"]
+                    warm = load(s, port, s.warmup, min(concurrency, s.warmup))
+                    proc.reset_peak()
+                    result = load(s, port, count, concurrency)
+                    mem = proc.status()
+                final = proc.final
+                expected = count + warm["sent"]
+                ok = not result["errors"] and final.get("messages") == expected
+                rate = count / result["seconds"] if result["seconds"] else 0.0
+                run = {
+                    "kind": kind,
+                    "concurrency": concurrency,
+                    "round": round_ + 1,
+                    "messages": count,
+                    "seconds": round(result["seconds"], 4),
+                    "msg_per_s": round(rate, 1),
+                    "ok": ok,
+                    "server_count": final.get("messages"),
+                    "expected": expected,
+                    "peak_rss_load": mem.get("VmHWM"),
+                    "errors": result["errors"][:3],
+                }
+                if kind == "mx":
+                    run["commits"] = final.get("commits")
+                runs.append(run)
+                say(
+                    f"  mx c{concurrency:<3} round {round_ + 1} {kind:5} {rate:8.1f} msg/s"
+                    + (
+                        ""
+                        if ok
+                        else f"  FAILED {result['errors'][:1]} "
+                        f"count={final.get('messages')}/{expected}"
+                    )
+                )
+                shutil.rmtree(run_dir, ignore_errors=True)
+    summary = {}
+    for concurrency in s.mx_counts:
+        rates = {
+            kind: [
+                r["msg_per_s"]
+                for r in runs
+                if r["kind"] == kind and r["concurrency"] == concurrency
+            ]
+            for kind in ("noop", "mx")
+        }
+        noop, mx = statistics.median(rates["noop"]), statistics.median(rates["mx"])
+        pairs = [m / n for n, m in zip(rates["noop"], rates["mx"], strict=True) if n]
+        summary[str(concurrency)] = {
+            "noop_msg_per_s": round(noop, 1),
+            "labmail_msg_per_s": round(mx, 1),
+            "ratio": round(mx / noop, 3) if noop else None,
+            "ratio_per_round": [round(p, 3) for p in pairs],
+            "all_ok": all(r["ok"] for r in runs if r["concurrency"] == concurrency),
+        }
+    if s.profile:
+        say(
+            f"  cProfile of the labmail server at c{max(s.mx_counts)}: "
+            f"{s.profile / f'mx-c{max(s.mx_counts)}.prof'}"
+        )
+    return {"client": s.client, "runs": runs, "summary": summary}
+
+
+# -- POP3 ---------------------------------------------------------------------------------------
+
+
+def pop3_exchange(
+    sock: socket.socket, command: bytes, multiline: bool, buffer: bytearray
+) -> tuple[float, bytes]:
+    """Send a command; time until its reply is complete (single line, or up to CRLF.CRLF)."""
+    started = time.perf_counter()
+    sock.sendall(command)
+    while True:
+        if not multiline:
+            end = buffer.find(b"\r\n")
+            if end >= 0:
+                reply = bytes(buffer[: end + 2])
+                del buffer[: end + 2]
+                break
+        else:
+            if buffer.startswith(b"-ERR") and b"\r\n" in buffer:
+                raise RuntimeError(bytes(buffer).decode())
+            end = buffer.find(b"\r\n.\r\n")
+            if end >= 0:
+                reply = bytes(buffer[: end + 5])
+                del buffer[: end + 5]
+                break
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            raise ConnectionError("POP3 server closed the connection")
+        buffer += chunk
+    return time.perf_counter() - started, reply
+
+
+def bench_pop3(s: Settings, say: Any) -> dict[str, Any]:
+    import poplib
+
+    run_dir = Path(tempfile.mkdtemp(prefix="pop3-", dir=s.work))
+    fill = [f"--fill={USERS[0]}={s.pop3_retrieve}", f"--fill={USERS[1]}={s.pop3_big}"]
+    out: dict[str, Any] = {}
+    with server(
+        "mx", server_args(s, "mx", run_dir, ["--pop3", *fill]), s.work / "pop3.log"
+    ) as proc:
+        port = proc.ports["pop3"]
+        out["fill_seconds"] = proc.ready.get("fill_seconds")
+        # Retrieval: LIST + RETR of every message on one connection, with poplib.
+        rates = []
+        for _ in range(2 if s.quick else 3):
+            pop = poplib.POP3("127.0.0.1", port, timeout=60)
+            pop.user(USERS[0])
+            pop.pass_(PASSWORD)
+            started = time.perf_counter()
+            _, listing, _ = pop.list()
+            octets = 0
+            for item in listing:
+                number = int(item.split()[0])
+                _, lines, size = pop.retr(number)
+                octets += size
+            elapsed = time.perf_counter() - started
+            pop.quit()
+            rates.append((len(listing) / elapsed, octets / elapsed / MB, elapsed, len(listing)))
+        rates.sort()
+        msg_s, mb_s, elapsed, count = rates[len(rates) // 2]
+        out["retrieve"] = {
+            "messages": count,
+            "seconds": round(elapsed, 4),
+            "msg_per_s": round(msg_s, 1),
+            "mb_per_s": round(mb_s, 2),
+            "all_msg_per_s": [round(r[0], 1) for r in rates],
+        }
+        say(f"  pop3 LIST+RETR x{count}: {msg_s:.0f} msg/s, {mb_s:.2f} MB/s")
+        # STAT and LIST on a big mailbox: time from command sent to reply complete.
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            buffer = bytearray()
+            pop3_exchange(sock, b"", False, buffer)  # greeting
+            pop3_exchange(sock, f"USER {USERS[1]}\r\n".encode(), False, buffer)
+            login, reply = pop3_exchange(sock, f"PASS {PASSWORD}\r\n".encode(), False, buffer)
+            if not reply.startswith(b"+OK"):
+                raise RuntimeError(f"POP3 login failed: {reply!r}")
+            stats, lists, uidls = [], [], []
+            for _ in range(5):
+                stats.append(pop3_exchange(sock, b"STAT\r\n", False, buffer)[0])
+                t, listing = pop3_exchange(sock, b"LIST\r\n", True, buffer)
+                lists.append(t)
+                uidls.append(pop3_exchange(sock, b"UIDL\r\n", True, buffer)[0])
+            entries = listing.count(b"\r\n") - 2
+            pop3_exchange(sock, b"QUIT\r\n", False, buffer)
+        out["big_mailbox"] = {
+            "messages": entries,
+            "login_ms": round(login * 1000, 2),
+            "stat_ms": round(statistics.median(stats) * 1000, 3),
+            "list_ms": round(statistics.median(lists) * 1000, 3),
+            "uidl_ms": round(statistics.median(uidls) * 1000, 3),
+        }
+        say(
+            f"  pop3 {entries} messages: USER/PASS {login * 1000:.1f} ms, STAT "
+            f"{out['big_mailbox']['stat_ms']:.2f} ms, LIST {out['big_mailbox']['list_ms']:.2f} ms"
+        )
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return out
+
+
+# -- memory -------------------------------------------------------------------------------------
+
+
+def big_message(size: int) -> bytes:
+    line = b"0123456789abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789\r\n"
+    head = (
+        b"From: alice@alice.lab\r\nTo: bob@bob.lab\r\nSubject: big\r\n"
+        b"Message-ID: <big.bench@alice.lab>\r\n\r\n"
+    )
+    return head + line * ((size - len(head)) // len(line))
+
+
+def bench_memory(s: Settings, say: Any, mx: dict[str, Any] | None) -> dict[str, Any]:
+    import poplib
+
+    out: dict[str, Any] = {}
+    if mx:
+        top = str(max(s.mx_counts))
+        peaks = [
+            r["peak_rss_load"]
+            for r in mx["runs"]
+            if r["kind"] == "mx" and str(r["concurrency"]) == top and r["peak_rss_load"]
+        ]
+        noop = [
+            r["peak_rss_load"]
+            for r in mx["runs"]
+            if r["kind"] == "noop" and str(r["concurrency"]) == top and r["peak_rss_load"]
+        ]
+        out["c50"] = {
+            "labmail_peak_rss_mb": round(max(peaks) / MB, 1) if peaks else None,
+            "noop_peak_rss_mb": round(max(noop) / MB, 1) if noop else None,
+        }
+    run_dir = Path(tempfile.mkdtemp(prefix="memory-", dir=s.work))
+    size = s.big_message
+    message = big_message(size)
+    with server(
+        "mx",
+        server_args(s, "mx", run_dir, ["--pop3", f"--max-message-size={4 * size}"]),
+        s.work / "memory.log",
+    ) as proc:
+        # one small message first, so first-use allocations are part of the idle baseline
+        with smtplib.SMTP("127.0.0.1", proc.ports["smtp"], timeout=120) as smtp:
+            smtp.sendmail("alice@alice.lab", [USERS[2]], sample_message(0))
+        idle = proc.status()["VmRSS"]
+        proc.reset_peak()
+        with smtplib.SMTP("127.0.0.1", proc.ports["smtp"], timeout=120) as smtp:
+            smtp.sendmail("alice@alice.lab", [USERS[0]], message)
+        stored = proc.status()
+        pop = poplib.POP3("127.0.0.1", proc.ports["pop3"], timeout=120)
+        pop.user(USERS[0])
+        pop.pass_(PASSWORD)  # scrypt (16 MiB) runs here: measured apart from RETR below
+        after_login = proc.status()["VmRSS"]
+        proc.reset_peak()
+        _, lines, octets = pop.retr(1)
+        retrieved = proc.status()
+        pop.quit()
+        got = sum(len(line) + 2 for line in lines)
+    out["big_message"] = {
+        "message_mb": round(len(message) / MB, 2),
+        "idle_rss_mb": round(idle / MB, 1),
+        "store_peak_growth_mb": round((stored["VmHWM"] - idle) / MB, 1),
+        "store_factor": round((stored["VmHWM"] - idle) / len(message), 2),
+        "retr_peak_growth_mb": round((retrieved["VmHWM"] - after_login) / MB, 1),
+        "retr_factor": round((retrieved["VmHWM"] - after_login) / len(message), 2),
+        "retrieved_octets": octets,
+        "rss_after_mb": round(retrieved["VmRSS"] / MB, 1),
+    }
+    if got < len(message):
+        out["big_message"]["error"] = f"retrieved {got} of {len(message)} octets"
+    b = out["big_message"]
+    say(
+        f"  memory 20 MB message: store +{b['store_peak_growth_mb']} MB "
+        f"({b['store_factor']}x), RETR +{b['retr_peak_growth_mb']} MB ({b['retr_factor']}x)"
+    )
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return out
+
+
+# -- end to end ---------------------------------------------------------------------------------
+
+
+def bench_e2e(s: Settings, say: Any, mx: dict[str, Any] | None) -> dict[str, Any]:
+    import e2e  # tests/bench/e2e.py
+
+    return e2e.run(s, say, mx)
+
+
+# -- output -------------------------------------------------------------------------------------
+
+
+TARGETS = {
+    "mx_c10": 0.80,
+    "mx_c50": 0.90,
+    "pop3_msg_per_s": 5000,
+    "pop3_big_ms": 50,
+    "rss_c50_mb": 60,
+    "big_factor": 4.0,
+    "e2e_ratio": 0.5,
+    "e2e_p50_ms": 20,
+    "e2e_p95_ms": 50,
+}
+
+
+def verdicts(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    """(target, figure, goal, met) rows."""
+    rows: list[tuple[str, str, str, bool | None]] = []
+    mx = results.get("mx", {}).get("summary", {})
+    for c, goal in (("10", TARGETS["mx_c10"]), ("50", TARGETS["mx_c50"])):
+        if c in mx and mx[c]["ratio"] is not None:
+            rows.append(
+                (
+                    f"MX c{c} labmail/no-op",
+                    f"{mx[c]['ratio']:.0%}",
+                    f">= {goal:.0%}",
+                    mx[c]["ratio"] >= goal,
+                )
+            )
+    e2e = results.get("e2e", {})
+    if e2e.get("throughput"):
+        t = e2e["throughput"]
+        if t.get("ratio") is not None:
+            rows.append(
+                (
+                    f"e2e c{t['concurrency']} / MX c{t['concurrency']}",
+                    f"{t['ratio']:.0%}",
+                    ">= 50%",
+                    t["ratio"] >= TARGETS["e2e_ratio"],
+                )
+            )
+        lat = e2e.get("latency", {})
+        if lat:
+            rows.append(
+                (
+                    "e2e latency p50",
+                    f"{lat['p50_ms']:.1f} ms",
+                    "<= 20 ms",
+                    lat["p50_ms"] <= TARGETS["e2e_p50_ms"],
+                )
+            )
+            rows.append(
+                (
+                    "e2e latency p95",
+                    f"{lat['p95_ms']:.1f} ms",
+                    "<= 50 ms",
+                    lat["p95_ms"] <= TARGETS["e2e_p95_ms"],
+                )
+            )
+    pop = results.get("pop3", {})
+    if pop.get("retrieve"):
+        r = pop["retrieve"]["msg_per_s"]
+        rows.append(
+            ("POP3 RETR 2 KB", f"{r:.0f} msg/s", ">= 5000 msg/s", r >= TARGETS["pop3_msg_per_s"])
+        )
+    if pop.get("big_mailbox"):
+        b = pop["big_mailbox"]
+        for key in ("stat_ms", "list_ms"):
+            rows.append(
+                (
+                    f"POP3 {key[:4].upper()} {b['messages']} msgs",
+                    f"{b[key]:.1f} ms",
+                    "< 50 ms",
+                    b[key] < TARGETS["pop3_big_ms"],
+                )
+            )
+    mem = results.get("memory", {})
+    if mem.get("c50", {}).get("labmail_peak_rss_mb"):
+        v = mem["c50"]["labmail_peak_rss_mb"]
+        rows.append(("RSS peak at c50", f"{v:.1f} MB", "< 60 MB", v < TARGETS["rss_c50_mb"]))
+    if mem.get("big_message"):
+        b = mem["big_message"]
+        for key, label in (("store_factor", "store"), ("retr_factor", "RETR")):
+            rows.append(
+                (
+                    f"20 MB message, {label}",
+                    f"{b[key]:.2f}x size",
+                    "< 4x",
+                    b[key] < TARGETS["big_factor"],
+                )
+            )
+    return rows
+
+
+def figure_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    rows = []
+    for c, v in results.get("mx", {}).get("summary", {}).items():
+        rows.append(
+            (
+                f"MX acceptance c{c}",
+                f"no-op {v['noop_msg_per_s']:.0f} msg/s",
+                f"labmail {v['labmail_msg_per_s']:.0f} msg/s ({v['ratio']:.0%}; rounds "
+                + ", ".join(f"{p:.0%}" for p in v["ratio_per_round"])
+                + ")",
+            )
+        )
+    e2e = results.get("e2e", {})
+    if e2e.get("skipped"):
+        rows.append(("end to end", "skipped", e2e["skipped"]))
+    for key, value in e2e.get("rows", []):
+        rows.append(("end to end", key, value))
+    pop = results.get("pop3", {})
+    if pop.get("retrieve"):
+        r = pop["retrieve"]
+        rows.append(
+            (
+                "POP3 LIST+RETR",
+                f"{r['messages']} x 2 KB",
+                f"{r['msg_per_s']:.0f} msg/s, {r['mb_per_s']:.2f} MB/s",
+            )
+        )
+    if pop.get("big_mailbox"):
+        b = pop["big_mailbox"]
+        rows.append(
+            (
+                "POP3 big mailbox",
+                f"{b['messages']} messages",
+                f"USER/PASS {b['login_ms']:.0f} ms, STAT {b['stat_ms']:.2f} ms, "
+                f"LIST {b['list_ms']:.2f} ms, UIDL {b['uidl_ms']:.2f} ms",
+            )
+        )
+    mem = results.get("memory", {})
+    if mem.get("c50"):
+        m = mem["c50"]
+        rows.append(
+            (
+                "peak RSS under load c50",
+                f"no-op {m['noop_peak_rss_mb']} MB",
+                f"labmail {m['labmail_peak_rss_mb']} MB (VmHWM, reset after warm-up)",
+            )
+        )
+    if mem.get("big_message"):
+        b = mem["big_message"]
+        rows.append(
+            (
+                "one 20 MB message",
+                f"idle {b['idle_rss_mb']} MB",
+                f"store +{b['store_peak_growth_mb']} MB ({b['store_factor']}x), "
+                f"RETR +{b['retr_peak_growth_mb']} MB ({b['retr_factor']}x)",
+            )
+        )
+    return rows
+
+
+def print_tables(results: dict[str, Any]) -> None:
+    figures = figure_rows(results)
+    checks = verdicts(results)
+    mark = {True: "met", False: "MISSED", None: "-"}
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console()
+        table = Table(title=f"labmail benchmarks ({results['machine']['summary']})")
+        for name in ("benchmark", "setting", "figure"):
+            table.add_column(name)
+        for row in figures:
+            table.add_row(*row)
+        console.print(table)
+        table = Table(title="targets")
+        for name in ("target", "figure", "goal", "verdict"):
+            table.add_column(name)
+        for name, value, goal, met in checks:
+            style = "green" if met else "red"
+            table.add_row(name, value, goal, f"[{style}]{mark[met]}[/{style}]")
+        console.print(table)
+        return
+    print(f"labmail benchmarks ({results['machine']['summary']})")
+    widths = [max(len(r[i]) for r in figures) for i in range(2)] if figures else [0, 0]
+    for a, b, c in figures:
+        print(f"  {a:<{widths[0]}}  {b:<{widths[1]}}  {c}")
+    print("targets")
+    for name, value, goal, met in checks:
+        print(f"  {name:<28} {value:>14}  {goal:<14} {mark[met]}")
+
+
+def machine() -> dict[str, Any]:
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    ncpu = os.cpu_count() or 0
+    try:
+        ncpu = len(os.sched_getaffinity(0))
+    except AttributeError:
+        pass
+    import aiosmtpd
+    import aiosqlite
+
+    return {
+        "nproc": ncpu,
+        "cpu": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "aiosmtpd": aiosmtpd.__version__,
+        "aiosqlite": aiosqlite.__version__,
+        "summary": f"{ncpu} cores, {model}, Python {platform.python_version()}",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="short smoke run (< 60 s)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["mx", "e2e", "pop3", "memory"],
+        help="run only these sections (repeatable)",
+    )
+    parser.add_argument("--output", "-o", default="bench-results.json", help="JSON figures")
+    parser.add_argument("--rounds", type=int, help="A/B rounds per MX setting")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        action="append",
+        choices=[1, 10, 50],
+        help="MX: only these concurrencies (repeatable)",
+    )
+    parser.add_argument("--messages", type=int, help="MX: messages per run (all concurrencies)")
+    parser.add_argument(
+        "--client",
+        choices=["auto", "smtp-source", "asyncio"],
+        default="auto",
+        help="MX load generator (auto: smtp-source when installed)",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="event loop of every server (uvloop: evaluation only)",
+    )
+    parser.add_argument(
+        "--server-log",
+        choices=["info", "off"],
+        default="info",
+        help="labmail server logging (info: as `mta serve` does, to a file)",
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="cProfile the labmail MX server at c50 into this folder"
+    )
+    args = parser.parse_args(argv)
+    sections = args.only or ["mx", "e2e", "pop3", "memory"]
+    work = Path(tempfile.mkdtemp(prefix="labmail-bench-"))
+    s = settings(args, work)
+    if args.concurrency:
+        s.mx_counts = {c: n for c, n in s.mx_counts.items() if c in args.concurrency}
+    if args.messages:
+        s.mx_counts = {c: args.messages for c in s.mx_counts}
+    started = time.perf_counter()
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "quick": s.quick,
+        "loop": s.loop,
+        "client": s.client,
+        "server_log": s.log,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    say(
+        f"labmail benchmarks: {results['machine']['summary']}; load generator {s.client}; "
+        f"work dir {work}"
+    )
+    try:
+        if "mx" in sections:
+            results["mx"] = bench_mx(s, say)
+        if "e2e" in sections:
+            results["e2e"] = bench_e2e(s, say, results.get("mx"))
+        if "pop3" in sections:
+            results["pop3"] = bench_pop3(s, say)
+        if "memory" in sections:
+            results["memory"] = bench_memory(s, say, results.get("mx"))
+    finally:
+        ServerProcess.kill_all()
+        shutil.rmtree(work, ignore_errors=True)
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    results["targets"] = [
+        {"target": n, "figure": v, "goal": g, "met": m} for n, v, g, m in verdicts(results)
+    ]
+    Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+    print_tables(results)
+    say(f"figures written to {args.output} ({results['seconds']} s)")
+    failed = [r for r in results.get("mx", {}).get("runs", []) if not r["ok"]]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
