@@ -114,6 +114,11 @@ class RelayWorker:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    @property
+    def busy(self) -> bool:
+        """Whether delivery attempts are in flight (made but not yet recorded)."""
+        return bool(self._in_flight)
+
     async def close(self, grace: float = 5.0) -> None:
         """Stop the loop; deliveries in flight get ``grace`` seconds, then are cancelled."""
         self._closing = True
@@ -246,7 +251,10 @@ class RelayWorker:
             state, next_attempt = decision.state, decision.next_attempt
             status = queue.EXPIRED_STATUS if decision.expired else attempt.status
             log.info("relay id=%s to=<%s>%s attempt=%d %s: %s", row.message_id, row.recipient,
-                     via, attempts, state if state != "queued" else "deferred", attempt.reply)
+                     via, attempts, state if state != "queued" else "deferred", attempt.reply,
+                     extra={"hostname": self.config.hostname, "queue_id": row.message_id,
+                            "recipient": row.recipient, "attempt": attempts, "state": state,
+                            "reply": attempt.reply})
             outcomes.append(Outcome(row.id, row.message_id, state, attempts, next_attempt,
                                     attempt.reply))
             if state == "failed":

@@ -159,8 +159,9 @@ class SubmissionHandler:
         login = _login(session)
         # RFC 6409 6.1: the sender is the user's own address; <> is not a user's address.
         if address == "<>" or address.lower() != login:
-            log.warning("submission: %s tried to send as <%s>", login, address)
-            return replies.SENDER_NOT_OWNED.format(address=address)
+            shown = "" if address == "<>" else address
+            log.warning("submission: %s tried to send as <%s>", login, shown)
+            return replies.SENDER_NOT_OWNED.format(address=shown)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.owners = []  # type: ignore[attr-defined]

@@ -95,8 +95,8 @@ async def test_group_commit_batches_concurrent_deliveries(store: Store) -> None:
 
 
 async def test_a_failing_job_does_not_fail_its_batch(store: Store) -> None:
-    async def bad(db):
-        await db.execute("INSERT INTO no_such_table VALUES (1)")
+    def bad(db):
+        db.execute("INSERT INTO no_such_table VALUES (1)")
 
     raw = b"Subject: x\r\n\r\n"
     results = await asyncio.gather(store.deliver(["bob@bob.lab"], raw, ""),
