@@ -37,6 +37,7 @@ import aiosmtplib
 from mta import dsn, queue
 from mta.clock import Clock
 from mta.config import Config
+from mta.connections import SessionCache, close_session
 from mta.routing import Hop, RouteError, Router
 from mta.store import Bounce, Outcome, QueueRow, Store, StoreError
 
@@ -79,6 +80,10 @@ class _HopFailed(Exception):
         self.attempt = attempt
 
 
+class _Stale(Exception):
+    """A cached session turned out to be closed before the transaction began."""
+
+
 class _TLSFailed(_HopFailed):
     pass
 
@@ -99,6 +104,8 @@ class RelayWorker:
         self._unsubscribe = store.on_queued(lambda _queue_id: self.wake())
         self.runs = 0  # completed run_once calls (for tests and the lab)
         self._progress = asyncio.Event()  # set whenever attempts are recorded
+        self._sessions = SessionCache()
+        self._closing_sessions: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -133,6 +140,8 @@ class RelayWorker:
                     await self._task
                 except asyncio.CancelledError:
                     pass
+        await self._sessions.close()
+        await asyncio.gather(*self._closing_sessions, return_exceptions=True)
 
     async def wait_for(self, condition: Callable[[], Awaitable[bool]],
                        timeout: float = 10.0) -> None:
@@ -314,6 +323,38 @@ class RelayWorker:
 
     async def _session(self, hop: Hop, sender: str, recipients: list[str], raw: bytes, *,
                        tls: bool) -> dict[str, Attempt]:
+        key = (hop.host, hop.port, hop.name, tls)
+        cached = self._sessions.take(key)
+        if cached is not None:
+            try:
+                results, reusable = await self._transaction(cached, hop, sender, recipients,
+                                                            raw, fresh=False)
+            except _Stale:
+                await close_session(cached)  # closed by the server meanwhile: start afresh
+            else:
+                self._done_with(key, cached, reusable)
+                return results
+        client = await self._open(hop, tls)
+        try:
+            results, reusable = await self._transaction(client, hop, sender, recipients, raw,
+                                                        fresh=True)
+        except BaseException:
+            await close_session(client)
+            raise
+        self._done_with(key, client, reusable)
+        return results
+
+    def _done_with(self, key: tuple[str, int, str, bool], client: aiosmtplib.SMTP,
+                   reusable: bool) -> None:
+        if reusable and not self._closing:
+            self._sessions.give(key, client)
+        else:
+            task = asyncio.get_running_loop().create_task(close_session(client))
+            self._closing_sessions.add(task)
+            task.add_done_callback(self._closing_sessions.discard)
+
+    async def _open(self, hop: Hop, tls: bool) -> aiosmtplib.SMTP:
+        """A new session to ``hop``, after EHLO (and STARTTLS when ``tls`` and offered)."""
         relay = self.config.relay
         client = aiosmtplib.SMTP(hostname=hop.host, port=hop.port,
                                  local_hostname=self.config.hostname, start_tls=False,
@@ -339,13 +380,10 @@ class RelayWorker:
                                                "4.7.5")) from None
             elif tls and relay.verify_tls:
                 raise _TLSFailed(temporary(f"{hop} does not offer STARTTLS", hop, "4.7.5"))
-            return await self._transaction(client, hop, sender, recipients, raw)
-        finally:
-            if client.is_connected:
-                try:
-                    await client.quit(timeout=5)
-                except (aiosmtplib.SMTPException, OSError):
-                    client.close()
+        except BaseException:
+            await close_session(client)
+            raise
+        return client
 
     @staticmethod
     async def _ehlo(client: aiosmtplib.SMTP) -> None:
@@ -355,7 +393,10 @@ class RelayWorker:
             await client.helo()
 
     async def _transaction(self, client: aiosmtplib.SMTP, hop: Hop, sender: str,
-                           recipients: list[str], raw: bytes) -> dict[str, Attempt]:
+                           recipients: list[str], raw: bytes, *, fresh: bool
+                           ) -> tuple[dict[str, Attempt], bool]:
+        """One mail transaction; the results and whether the session can carry another
+        (only after a 2xx: a server that refused something gets a fresh start next time)."""
         results: dict[str, Attempt] = {}
         options = []
         if client.supports_extension("size"):
@@ -367,14 +408,20 @@ class RelayWorker:
             if not client.supports_extension("smtputf8"):
                 failed = Attempt(f"{hop} does not support SMTPUTF8 (RFC 6531)", "permanent",
                                  "5.6.7", False, hop)
-                return dict.fromkeys(recipients, failed)
+                return dict.fromkeys(recipients, failed), True
             options.append("SMTPUTF8")
         encoding = "utf-8" if utf8 else "ascii"
         try:
             try:
                 await client.mail(sender, options=options, encoding=encoding)
             except aiosmtplib.SMTPSenderRefused as exc:
-                return dict.fromkeys(recipients, from_reply(exc.code, exc.message, hop))
+                if not fresh and exc.code == 421:
+                    raise _Stale() from None
+                return dict.fromkeys(recipients, from_reply(exc.code, exc.message, hop)), False
+            except (aiosmtplib.SMTPServerDisconnected, OSError):
+                if not fresh:
+                    raise _Stale() from None
+                raise
             accepted = []
             for recipient in recipients:
                 try:
@@ -384,7 +431,7 @@ class RelayWorker:
                     results[recipient] = from_reply(exc.code, exc.message, hop)
             if not accepted:
                 await client.rset()
-                return results
+                return results, False
             try:
                 response = await client.data(raw)
             except aiosmtplib.SMTPDataError as exc:
@@ -398,7 +445,9 @@ class RelayWorker:
             lost = temporary(f"{hop}: connection lost: {_error(exc)}", hop)
             for recipient in recipients:
                 results.setdefault(recipient, lost)
-        return results
+            return results, False
+        reusable = response_attempt.kind == "delivered" and not results.keys() - set(accepted)
+        return results, reusable
 
 
 def _error(exc: BaseException) -> str:

@@ -6,7 +6,7 @@ from email import policy
 from email.parser import BytesParser
 
 import pytest
-from conftest import ALICE, BOB, USERS, make_profile, write_profile
+from mua_helpers import ALICE, BOB, USERS, make_profile, write_profile
 
 from mua.cli import SUBCOMMANDS, Subcommand, build_parser, main
 

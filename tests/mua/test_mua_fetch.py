@@ -8,7 +8,7 @@ import mailbox
 from datetime import UTC, datetime
 
 import pytest
-from conftest import ALICE, BOB, USERS, make_profile
+from mua_helpers import ALICE, BOB, USERS, make_profile
 
 from mua.compose import build_message, to_bytes
 from mua.fetch import UIDL_FILE, FetchError, fetch

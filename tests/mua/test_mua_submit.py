@@ -9,7 +9,7 @@ from email import policy
 from email.parser import BytesParser
 
 import pytest
-from conftest import ALICE, USERS, make_profile
+from mua_helpers import ALICE, USERS, make_profile
 
 from mua.compose import Attachment, build_message
 from mua.submit import SubmitError, submit

@@ -116,6 +116,12 @@ def test_wait_for_fails_listing_what_arrived_and_what_is_queued(mail_lab: MailLa
     assert "still queued:\n  (nothing)" in text
 
 
+def reply_to_data(lines: list) -> str:
+    """The server's answer to the end of data (the line after the client's lone '.')."""
+    end = max(i for i, line in enumerate(lines) if line.direction == "C" and line.line == ".")
+    return next(line.line for line in lines[end + 1:] if line.direction == "S")
+
+
 @pytest.mark.mail_lab(clock="fake")
 def test_scripted_451_451_then_250_on_the_third_attempt(mail_lab: MailLab) -> None:
     mail_lab.script_replies("bob.lab", TRY_LATER, TRY_LATER)
@@ -137,7 +143,7 @@ def test_scripted_451_451_then_250_on_the_third_attempt(mail_lab: MailLab) -> No
     [msg] = mail_lab.wait_for("bob@bob.lab", timeout=1)
     assert msg["Subject"] == "Persistence"
 
-    replies = [hop.lines[-3].line for hop in mail_lab.trace(sent.message_id).hops
+    replies = [reply_to_data(hop.lines) for hop in mail_lab.trace(sent.message_id).hops
                if hop.component == "mx"]
     assert replies[:2] == ["451 4.3.0 try later"] * 2
     assert replies[2].startswith("250 2.0.0 OK: queued as")
@@ -200,7 +206,8 @@ def test_trace_follows_a_message_across_hops(mail_lab: MailLab) -> None:
     assert f"S: 250 2.0.0 OK: queued as {sent.queue_id}" in texts
     assert str(mx.lines[0]).startswith("S: 220 mx.bob.lab")
     assert "C: EHLO mx.alice.lab" in [str(line) for line in mx.lines]
-    assert str(mx.lines[-1]) == "S: 221 2.0.0 Bye"
+    # the relay keeps a session that ended in 250 for the next message (no QUIT yet)
+    assert str(mx.lines[-1]).startswith("S: 250 2.0.0 OK: queued as")
     assert [qid for _, qid in trace.queue_ids][0] == sent.queue_id
     assert trace.queue_ids[1][0] == "mx.bob.lab"
     assert any("attempt=1 delivered: 250" in a for a in trace.attempts)

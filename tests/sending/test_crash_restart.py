@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conftest import ALICE, BOB, body_of, mailbox, message, parse, submit
+from sending_helpers import ALICE, BOB, body_of, mailbox, message, parse, submit
 
 from mta.store import Store
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ALICE, BOB, message, submit
+from sending_helpers import ALICE, BOB, message, submit
 
 from mta.cli import main
 from mta.clock import FakeClock

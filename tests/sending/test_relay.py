@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from aiosmtpd.smtp import SMTP
-from conftest import ALICE, BOB, body_of, headers_named, mailbox, message, parse, submit
+from sending_helpers import ALICE, BOB, body_of, headers_named, mailbox, message, parse, submit
 
 from mta import dsn, queue
 from mta.clock import FakeClock

@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from conftest import mailbox, message, submit
+from sending_helpers import mailbox, message, submit
 
 from mta.clock import FakeClock
 from mta.config import Config

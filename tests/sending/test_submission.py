@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import trustme
-from conftest import (
+from sending_helpers import (
     ALICE,
     ALICE_PW,
     BOB,
