@@ -179,15 +179,15 @@ class InboundHandler:
         trace_headers = return_path(sender) + received_header(
             helo=session.host_name, peer_ip=peer_ip(session), by=self.config.hostname,
             protocol=protocol, txn_id=txn_id, recipients=envelope.rcpt_tos)
-        raw = trace_headers + raw
         owners: list[str] = envelope.owners  # type: ignore[attr-defined]
         try:
-            await self.store.deliver(list(dict.fromkeys(owners)), raw, sender, txn_id)
+            await self.store.deliver(list(dict.fromkeys(owners)), raw, sender, txn_id,
+                                     prefix=trace_headers)
         except StoreError as exc:
             log.error("mx could not store message from %s: %s", sender or "<>", exc)
             return replies.TEMPORARY_FAILURE
         log.info("accepted id=%s from=<%s> to=%s size=%d", txn_id, sender,
-                 ",".join(f"<{r}>" for r in envelope.rcpt_tos), len(raw),
+                 ",".join(f"<{r}>" for r in envelope.rcpt_tos), len(trace_headers) + len(raw),
                  extra=txn_extra("mx", self.config.hostname, session, raw, txn_id))
         return replies.QUEUED.format(txn_id=txn_id)
 

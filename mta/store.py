@@ -37,6 +37,9 @@ BUSY_TIMEOUT_MS = 10_000
 # scrypt cost: n=2**14, r=8, p=1 takes ~16 MiB and tens of milliseconds (RFC 7914 suggestion).
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 MIGRATE_ATTEMPTS = 20
+# Messages this big are written into SQLite in pieces (no whole copy for the trace headers).
+LARGE_MESSAGE = 1024 * 1024
+BLOB_CHUNK = 1024 * 1024
 # Group commit: at most this many jobs share one transaction.
 MAX_BATCH = 512
 # has_account remembers existing accounts this long (RCPT checks without a database trip).
@@ -406,14 +409,44 @@ class Store:
         return [(_INSERT_ENTRY, rows)], tuple(entries)
 
     async def deliver(self, owners: Sequence[str], raw: bytes, sender: str,
-                      txn_id: str | None = None) -> Delivered:
-        """Store ``raw`` once per local mailbox owner, durably, before returning."""
+                      txn_id: str | None = None, *, prefix: bytes = b"") -> Delivered:
+        """Store ``prefix + raw`` once per local mailbox owner, durably, before returning.
+
+        ``prefix`` (the trace headers) is kept apart so that a large message is never copied
+        whole just to put a few header lines in front of it: it is written into SQLite in
+        pieces (incremental blob I/O) instead of being bound as one value.
+        """
         txn_id = txn_id or new_txn_id()
-        statements, entries = self._delivery_statements(owners, raw, sender, txn_id)
-        await self._write(statements, messages=1)
+        if len(raw) < LARGE_MESSAGE:
+            statements, entries = self._delivery_statements(owners, prefix + raw, sender,
+                                                            txn_id)
+            await self._write(statements, messages=1)
+        else:
+            entries = await self._deliver_large(owners, (prefix, raw), sender, txn_id)
         delivered = Delivered(txn_id, entries)
         self.notify(delivered)
         return delivered
+
+    async def _deliver_large(self, owners: Sequence[str], parts: Sequence[bytes], sender: str,
+                             txn_id: str) -> tuple[tuple[str, str], ...]:
+        size = sum(len(part) for part in parts)
+        received = time.time()
+        entries = tuple((normalise(owner), new_uid()) for owner in owners)
+
+        def run(db: sqlite3.Connection) -> None:
+            for owner, uid in entries:
+                cursor = db.execute(
+                    "INSERT INTO mailbox (owner, uid, received, size, txn_id, sender, raw) "
+                    "VALUES (?, ?, ?, ?, ?, ?, zeroblob(?))",
+                    (owner, uid, received, size, txn_id, sender, size))
+                with db.blobopen("mailbox", "raw", cursor.lastrowid) as blob:
+                    for part in map(memoryview, parts):
+                        for start in range(0, len(part), BLOB_CHUNK):
+                            blob.write(part[start:start + BLOB_CHUNK])
+
+        await self._write_fn(run)
+        self.stats.messages += 1
+        return entries
 
     def notify(self, delivered: Delivered) -> None:
         for callback in list(self._listeners):

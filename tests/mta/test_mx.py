@@ -540,3 +540,17 @@ async def test_second_starttls_and_failed_handshake(server_factory) -> None:
     assert not closed.startswith(b"4") or closed.startswith(b"451 4.3.0")
     code, _ = await asyncio.to_thread(lambda: _data_reply(server, MSG))
     assert code == 250  # the server serves on
+
+
+async def test_large_message_is_stored_exactly(server_factory) -> None:
+    server = await server_factory(limits={"max_message_size": 8 * 1024 * 1024})
+    line = b"a line of a large message, some of them start with a dot\r\n"
+    body = b"".join((b"." if i % 7 == 0 else b"") + line for i in range(60_000))
+    data = b"Subject: big\r\n\r\n" + body
+    assert len(data) > 3 * 1024 * 1024
+    await asyncio.to_thread(send, server, "a@alice.lab", ["bob@bob.lab", "carol@bob.lab"], data)
+    for owner in ("bob@bob.lab", "carol@bob.lab"):
+        (entry,) = await server.store.list_entries(owner)
+        raw = await server.store.fetch(owner, entry.id)
+        assert strip_trace(raw) == data
+        assert entry.size == len(raw)
