@@ -29,6 +29,7 @@ TOO_MANY_CONNECTIONS = b"-ERR [SYS/TEMP] too many connections\r\n"
 LINE_TOO_LONG = b"-ERR line too long\r\n"
 INTERNAL_ERROR = b"-ERR [SYS/TEMP] internal error\r\n"
 MAX_TRACKED_ADDRESSES = 10_000
+PREFETCH_MAX = 256 * 1024  # octets: larger messages are loaded only when asked for
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,11 @@ class POP3Server:
         return failed_auth_delay(self.options.failed_auth_delay, count)
 
 
+def _ignore_result(task: asyncio.Future[bytes]) -> None:
+    if not task.cancelled():
+        task.exception()  # seen here; the RETR that wants the message tries again
+
+
 class Session:
     """One connection: bounded reads, the core's actions, the lock's lease."""
 
@@ -117,6 +123,10 @@ class Session:
         self.locked: str | None = None
         self.lock_lost = False
         self.renewer: asyncio.Task[None] | None = None
+        # RETR of message n starts loading message n+1, so the maildrop's round trip overlaps
+        # the client's reading (clients fetch in order); small messages only.
+        self.following: dict[int, tuple[str, int]] = {}  # entry id -> (owner, next entry id)
+        self.prefetched: tuple[int, asyncio.Task[bytes]] | None = None
         timestamp = None
         if self.options.apop:  # RFC 1939 7: unique per greeting
             timestamp = f"<{os.getpid()}.{secrets.token_hex(8)}@{self.options.hostname}>"
@@ -227,10 +237,14 @@ class Session:
                     self.renewer = asyncio.create_task(self.renew_lock(owner))
                 return ok
             case p.ListEntries(owner=owner):
-                return list(await md.list_entries(owner))
+                entries = list(await md.list_entries(owner))
+                small = [e for e in entries if e.size <= PREFETCH_MAX]
+                pairs = zip(small, small[1:], strict=False)
+                self.following = {a.id: (owner, b.id) for a, b in pairs}
+                return entries
             case p.Fetch(owner=owner, entry_id=entry_id):
                 try:
-                    return await md.fetch(owner, entry_id)
+                    return await self.fetch(owner, entry_id)
                 except KeyError:
                     return None
             case p.Delete(owner=owner, entry_ids=ids):
@@ -239,6 +253,31 @@ class Session:
                 await md.delete(owner, ids)
                 return None
         raise TypeError(f"unknown request {request!r}")
+
+    async def fetch(self, owner: str, entry_id: int) -> bytes:
+        task = None
+        if self.prefetched is not None:
+            wanted, task = self.prefetched
+            self.prefetched = None
+            if wanted != entry_id:
+                task.cancel()
+                task = None
+        raw = None
+        if task is not None:
+            try:
+                raw = await task
+            except KeyError:
+                raise
+            except Exception:  # a prefetch that failed is tried again below
+                raw = None
+        if raw is None:
+            raw = await self.maildrop.fetch(owner, entry_id)
+        following = self.following.get(entry_id)
+        if following is not None and following[0] == owner:
+            loading = asyncio.ensure_future(self.maildrop.fetch(owner, following[1]))
+            loading.add_done_callback(_ignore_result)
+            self.prefetched = (following[1], loading)
+        return raw
 
     async def renew_lock(self, owner: str) -> None:
         lease = self.options.lock_lease
@@ -256,6 +295,9 @@ class Session:
                 return
 
     async def release_lock(self) -> None:
+        if self.prefetched is not None:
+            self.prefetched[1].cancel()
+            self.prefetched = None
         if self.renewer is not None:
             self.renewer.cancel()
             self.renewer = None
