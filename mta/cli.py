@@ -17,11 +17,13 @@ import sys
 import time
 from collections.abc import Callable
 from email import message_from_bytes, policy
+from pathlib import Path
 from typing import Any
 
 from mta import config as config_mod
 from mta import queue as queue_mod
 from mta import server as server_mod
+from mta import workers
 from mta.config import Config, ConfigError
 from mta.store import Store, StoreError
 
@@ -65,11 +67,29 @@ def setup_logging(verbose: bool, trace: bool) -> None:
 # -- serve ---------------------------------------------------------------------------------------
 
 
-async def _serve(config: Config) -> None:
-    server = await server_mod.start(config)
-    for name, port in server.ports.items():
-        listener = getattr(config.listeners, name)
-        print(f"mta: {config.hostname} {name} listening on {listener.host}:{port}", flush=True)
+async def _serve(config: Config, config_path: Path, worker: bool) -> None:
+    pool = None
+    if worker:  # one of mta.workers' processes: MX and POP3 on the shared ports
+        server = await server_mod.start(config, relay=False, shared_ports=True,
+                                        write_accounts=False)
+        print(workers.READY, flush=True)
+    else:
+        workers.check_supported(config)
+        server = await server_mod.start(config, shared_ports=config.workers > 1)
+        for name, port in server.ports.items():
+            listener = getattr(config.listeners, name)
+            print(f"mta: {config.hostname} {name} listening on {listener.host}:{port}",
+                  flush=True)
+        if config.workers > 1 and ({"mx", "pop3"} & server.ports.keys()):
+            pool = workers.WorkerPool(config_path, config, server.ports, config.workers - 1)
+            try:
+                await pool.start()
+            except BaseException:
+                await pool.close()
+                await server.close(grace=0)
+                raise
+            print(f"mta: {config.hostname} {pool.count} more worker process(es) on the "
+                  "MX and POP3 ports", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -81,17 +101,21 @@ async def _serve(config: Config) -> None:
         await stop.wait()
     finally:
         log.info("shutting down")
+        if pool is not None:
+            await pool.close()
         await server.close()
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     setup_logging(args.verbose, args.trace)
     try:
-        asyncio.run(_serve(config))
+        asyncio.run(_serve(config, args.config_path, args.worker))
     except KeyboardInterrupt:
         pass
     except OSError as exc:
         raise CommandError(f"cannot listen: {exc.strerror or exc}") from None
+    except RuntimeError as exc:  # a worker process that would not start
+        raise CommandError(str(exc)) from None
     return EXIT_OK
 
 
@@ -293,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run every listener the config names until SIGINT/SIGTERM")
     p.add_argument("--trace", action="store_true", help="log every protocol line")
     p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # mta.workers
     p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser("check", help="connect to each listener and expect its greeting")
@@ -348,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     if not path:
         print("mta: no config: give --config FILE or set LABMAIL_CONFIG", file=sys.stderr)
         return EXIT_USAGE
+    args.config_path = Path(path)
     try:
         config = config_mod.load(path)
     except ConfigError as exc:

@@ -13,6 +13,7 @@ the file. Environment variables override what containers and tests must change; 
     LABMAIL_LISTENERS_POP3=0.0.0.0:110
     LABMAIL_ROUTES=alice.lab=alice-mta:25,bob.lab=bob-mta:25   ("" clears the table)
     LABMAIL_RELAY_NAMESERVERS=127.0.0.1:5353
+    LABMAIL_WORKERS=2                         (processes on the MX and POP3 ports)
     LABMAIL_CONFIG=/etc/labmail/bob.lab.toml  (the file itself, when --config is not given)
 """
 
@@ -124,6 +125,8 @@ class Config:
     queue: Queue = field(default_factory=Queue)
     relay: Relay = field(default_factory=Relay)
     faults: Faults = field(default_factory=Faults)
+    # processes serving the MX and POP3 ports (mta.workers); submission and relay run in one
+    workers: int = 1
     source: str = "<config>"
 
     def is_local_domain(self, domain: str) -> bool:
@@ -304,6 +307,12 @@ def _tls(reader: _Reader, base: Path) -> TLS:
     return TLS("files", base / cert, base / key)
 
 
+def _workers(value: int, error: ConfigError) -> int:
+    if not 1 <= value <= 64:
+        raise error
+    return value
+
+
 def from_dict(data: Mapping[str, Any], source: str = "<config>",
               base: Path | None = None) -> Config:
     """Build a Config from parsed TOML; paths are relative to ``base`` (the file's folder)."""
@@ -352,6 +361,7 @@ def from_dict(data: Mapping[str, Any], source: str = "<config>",
         queue=_dataclass_section(r, "queue", Queue),
         relay=_dataclass_section(r, "relay", Relay),
         faults=_dataclass_section(r, "faults", Faults),
+        workers=_workers(r.get("workers", int, 1), r.err("workers", "must be from 1 to 64")),
         source=source,
     )
     r.finish()
@@ -378,7 +388,7 @@ def apply_env(config: Config, environ: Mapping[str, str]) -> Config:
     """Apply the LABMAIL_* overrides (see the module docstring)."""
     changes: dict[str, Any] = {}
     listeners = config.listeners
-    known = {"CONFIG", "HOSTNAME", "DATABASE", "ROUTES", "RELAY_NAMESERVERS",
+    known = {"CONFIG", "HOSTNAME", "WORKERS", "DATABASE", "ROUTES", "RELAY_NAMESERVERS",
              "LISTENERS_MX", "LISTENERS_SUBMISSION", "LISTENERS_POP3"}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
@@ -391,6 +401,10 @@ def apply_env(config: Config, environ: Mapping[str, str]) -> Config:
             continue  # names the file itself (mta --config's default)
         if key == "HOSTNAME":
             changes["hostname"] = value.strip()
+        elif key == "WORKERS":
+            if not value.strip().isdigit() or not 1 <= int(value) <= 64:
+                raise ConfigError(f"{name}: expected a number of processes from 1 to 64")
+            changes["workers"] = int(value)
         elif key == "DATABASE":
             changes["database"] = Path(value)
         elif key == "ROUTES":

@@ -86,17 +86,21 @@ async def ensure_accounts(config: Config, store: Store) -> None:
                            for a in config.accounts))
 
 
-async def start(config: Config, *, clock: Clock | None = None, relay: bool = True) -> Server:
+async def start(config: Config, *, clock: Clock | None = None, relay: bool = True,
+                shared_ports: bool = False, write_accounts: bool = True) -> Server:
     """Start every listener ``config`` names; the caller owns the returned Server.
 
     With a submission listener the relay worker runs too (``relay=False``: it is not started;
     ``mta.lab`` starts it once every domain's ports are known). ``clock`` times the queue.
+    ``shared_ports``: worker processes listen on the same ports (``mta.workers``);
+    ``write_accounts=False``: a worker leaves the config's accounts to the first process.
     """
     return_large_blocks_to_os()
     store = await Store.open(config.database)
     server = Server(config, store, FaultInjector(config.faults.mx_replies), clock=clock or Clock())
     try:
-        await ensure_accounts(config, store)
+        if write_accounts:
+            await ensure_accounts(config, store)
         tls_context = tls.server_context(config)
         limits = config.limits
         if config.listeners.mx:
@@ -106,7 +110,7 @@ async def start(config: Config, *, clock: Clock | None = None, relay: bool = Tru
                 hostname=config.hostname, component="mx", step=4,
                 max_connections=limits.max_connections,
                 data_size_limit=limits.max_message_size, timeout=limits.command_timeout,
-                tls_context=tls_context, **handler_kwargs(config))
+                tls_context=tls_context, reuse_port=shared_ports, **handler_kwargs(config))
         if config.listeners.submission:
             if tls_context is None and not config.allow_plaintext_auth:
                 log.warning("submission: no TLS and plain-text AUTH not allowed: "
@@ -130,7 +134,7 @@ async def start(config: Config, *, clock: Clock | None = None, relay: bool = Tru
                             max_connections=limits.max_connections,
                             failed_auth_delay=limits.failed_auth_delay,
                             lock_lease=limits.pop3_lock_lease),
-                tls_context)
+                tls_context, reuse_port=shared_ports)
         for name, port in server.ports.items():
             log.info("%s listening on %s:%d", name, getattr(config.listeners, name).host, port)
     except BaseException:

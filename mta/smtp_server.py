@@ -300,8 +300,9 @@ async def start_smtp_listener(handler: Any, host: str, port: int, *, hostname: s
                               component: str, step: int, max_connections: int,
                               data_size_limit: int, timeout: float,
                               tls_context: ssl.SSLContext | None = None,
-                              **smtp_kwargs: Any) -> SMTPListener:
-    """Bind ``host:port`` (0 for an ephemeral port) and serve SMTP with ``handler``."""
+                              reuse_port: bool = False, **smtp_kwargs: Any) -> SMTPListener:
+    """Bind ``host:port`` (0 for an ephemeral port) and serve SMTP with ``handler``;
+    ``reuse_port``: worker processes listen on the same port (SO_REUSEPORT)."""
     loop = asyncio.get_running_loop()
     state = ListenerState(hostname, component, step, max_connections)
 
@@ -311,7 +312,8 @@ async def start_smtp_listener(handler: Any, host: str, port: int, *, hostname: s
                        decode_data=False, tls_context=tls_context, timeout=timeout,
                        loop=loop, **smtp_kwargs)
 
-    server = await loop.create_server(factory, host, port, reuse_address=True, backlog=1024)
+    server = await loop.create_server(factory, host, port, reuse_address=True, backlog=1024,
+                                      reuse_port=reuse_port or None)
     return SMTPListener(server, state)
 
 

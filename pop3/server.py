@@ -55,10 +55,15 @@ async def start_server(
     port: int,
     options: POP3Options,
     ssl_context: ssl.SSLContext | None = None,
+    *,
+    reuse_port: bool = False,
 ) -> asyncio.Server:
-    """Listen on host:port (0 picks a free port); STLS is offered when ssl_context is given."""
+    """Listen on host:port (0 picks a free port); STLS is offered when ssl_context is given.
+
+    ``reuse_port``: other processes may listen on the same port (SO_REUSEPORT)."""
     server = POP3Server(maildrop, options, ssl_context)
-    return await asyncio.start_server(server.handle_connection, host, port, limit=options.max_line)
+    return await asyncio.start_server(server.handle_connection, host, port, limit=options.max_line,
+                                      reuse_port=reuse_port or None)
 
 
 class POP3Server:

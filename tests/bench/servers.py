@@ -105,8 +105,7 @@ def mx_config(
     if submission:
         listeners["submission"] = {"host": HOST, "port": 0}
     users = USERS if domain == DOMAIN else (f"alice@{domain}",)
-    return from_dict(
-        {
+    data = {
             "hostname": f"mx.{domain}",
             "domains": [domain],
             "database": "bench.db",
@@ -120,10 +119,42 @@ def mx_config(
                 "max_message_size": max_message_size,
                 "failed_auth_delay": 0.0,
             },
-        },
-        "bench.toml",
-        directory,
-    )
+        }
+    (directory / "bench.toml").write_text(to_toml(data))
+    return from_dict(data, str(directory / "bench.toml"), directory)
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """The few TOML shapes a bench config uses (scalars, lists, tables, arrays of tables)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)
+        return "[" + ", ".join(value(x) for x in v) + "]"
+
+    lines, tables = [], []
+    for key, v in data.items():
+        if isinstance(v, dict):
+            tables.append((key, v))
+        elif isinstance(v, list) and v and isinstance(v[0], dict):
+            for item in v:
+                lines.append(f"[[{key}]]")
+                lines += [f"{k} = {value(x)}" for k, x in item.items()]
+        else:
+            lines.insert(0, f"{json.dumps(key)} = {value(v)}")
+    while tables:
+        name, table = tables.pop(0)
+        lines.append(f"[{name}]")
+        for k, x in table.items():
+            if isinstance(x, dict):
+                tables.append((f"{name}.{json.dumps(k)}", x))
+            else:
+                lines.append(f"{json.dumps(k)} = {value(x)}")
+    return "\n".join(lines) + "\n"
 
 
 async def fill(store: Any, owner: str, count: int) -> None:
@@ -156,7 +187,13 @@ async def run_mx(args: argparse.Namespace) -> dict[str, Any]:
         submission=args.submission,
         routes=routes,
     )
-    server = await start(config)
+    server = await start(config, shared_ports=args.workers > 1)
+    pool = None
+    if args.workers > 1:  # like `mta serve` with workers = N (mta.workers)
+        from mta.workers import WorkerPool
+
+        pool = WorkerPool(directory / "bench.toml", config, server.ports, args.workers - 1)
+        await pool.start()
     ports = {"smtp": server.ports["mx"]}
     if args.submission:
         ports["submission"] = server.ports["submission"]
@@ -189,6 +226,8 @@ async def run_mx(args: argparse.Namespace) -> dict[str, Any]:
     await serve_until_stdin_closes(ports, extra, lambda: {"delivered": len(deliveries)})
     if pop3_server is not None:
         pop3_server.close()
+    if pool is not None:
+        await pool.close()
     stored = await server.store.count_entries()
     stats = server.store.stats
     seen: dict[str, float] = {}
@@ -265,6 +304,7 @@ def main() -> None:
         help="pre-fill a mailbox with N ~2 KB messages",
     )
     parser.add_argument("--max-message-size", type=int, default=10 * 1024 * 1024)
+    parser.add_argument("--workers", type=int, default=1, help="mx: processes on the port")
     parser.add_argument("--log", choices=["info", "off"], default="info")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     parser.add_argument("--profile", help="write a cProfile of the whole run to this file")

@@ -1,0 +1,123 @@
+"""Extra worker processes for one domain's MX and POP3 ports (steps 4 and 5 under load).
+
+One Python event loop tops out at about what aiosmtpd can parse; a class of fifty hammering one
+server needs more. With ``workers = N`` in the config, ``mta serve`` starts N - 1 more processes
+of itself that listen on the same MX and POP3 ports (``SO_REUSEPORT``: the kernel spreads new
+connections over the processes, Linux and the BSDs). They share the SQLite database, which
+already serialises writers across processes (each commit still comes before its ``250``) and
+holds the POP3 maildrop lock. Submission and the relay worker stay in the first process only:
+the relay must be the queue's one reader.
+
+A worker that dies is started again (at most ``MAX_RESTARTS`` a minute); stopping the server
+stops its workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from mta.config import Config, ConfigError
+
+log = logging.getLogger("labmail.workers")
+
+READY = "mta: worker ready"
+MAX_RESTARTS = 5
+START_TIMEOUT = 30.0
+
+
+def check_supported(config: Config) -> None:
+    """Refuse ``workers > 1`` where ports cannot be shared."""
+    import socket
+
+    if config.workers > 1 and not hasattr(socket, "SO_REUSEPORT"):
+        raise ConfigError(f"{config.source}: 'workers' above 1 needs SO_REUSEPORT, which this "
+                          "system does not have")
+
+
+class WorkerPool:
+    """``count`` worker processes running ``mta serve --worker`` on the bound ports."""
+
+    def __init__(self, config_path: Path, config: Config, ports: dict[str, int],
+                 count: int) -> None:
+        self.config_path = config_path
+        self.count = count
+        self.env = dict(os.environ)
+        for name in ("mx", "pop3"):
+            listener = getattr(config.listeners, name)
+            value = f"{listener.host}:{ports[name]}" if name in ports else "off"
+            self.env[f"LABMAIL_LISTENERS_{name.upper()}"] = value
+        self.env["LABMAIL_LISTENERS_SUBMISSION"] = "off"
+        self.env["LABMAIL_WORKERS"] = "1"
+        self.processes: list[asyncio.subprocess.Process] = []
+        self._watchers: list[asyncio.Task[None]] = []
+        self._restarts: list[float] = []
+        self._closing = False
+
+    async def start(self) -> None:
+        """Start every worker and wait until each is listening."""
+        self.processes = list(await asyncio.gather(*(self._spawn() for _ in range(self.count))))
+        self._watchers = [asyncio.create_task(self._watch(i)) for i in range(self.count)]
+        log.info("%d worker process(es) started: %s", self.count,
+                 ", ".join(str(p.pid) for p in self.processes))
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "mta", "--config", str(self.config_path), "serve", "--worker",
+            env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE)
+        assert proc.stdout is not None
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                while True:
+                    line = await proc.stdout.readline()
+                    if not line:
+                        raise RuntimeError(f"worker {proc.pid} exited while starting")
+                    if line.decode(errors="replace").strip() == READY:
+                        return proc
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise
+
+    async def _watch(self, index: int) -> None:
+        while not self._closing:
+            proc = self.processes[index]
+            code = await proc.wait()
+            if self._closing:
+                return
+            now = time.monotonic()
+            self._restarts = [t for t in self._restarts if now - t < 60] + [now]
+            if len(self._restarts) > MAX_RESTARTS:
+                log.error("worker %d exited (%s) too often; not starting it again", proc.pid,
+                          code)
+                return
+            log.warning("worker %d exited (%s); starting another", proc.pid, code)
+            try:
+                self.processes[index] = await self._spawn()
+            except (OSError, RuntimeError, TimeoutError) as exc:
+                log.error("could not start a worker: %s", exc)
+                return
+
+    async def close(self, grace: float = 15.0) -> None:
+        """SIGTERM every worker (each finishes its transactions), then wait for them."""
+        self._closing = True
+        for task in self._watchers:
+            task.cancel()
+        for proc in self.processes:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        for proc in self.processes:
+            try:
+                await asyncio.wait_for(proc.wait(), grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
