@@ -25,6 +25,7 @@ from mta import replies, trace
 log = logging.getLogger("labmail.smtp")
 
 _ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}( |$)")
+_AUTH_PARAMETER = re.compile(r"\s+AUTH=\S*", re.IGNORECASE)
 COMMAND_LIMIT = 512  # RFC 5321 4.5.3.1.4, CRLF included
 
 
@@ -58,6 +59,7 @@ class LabSMTP(SMTP):
         self._greeted = False
         self._plain_reply = False  # greeting and EHLO/HELO replies carry no enhanced code
         self._peer = "?"
+        self._offer_auth = offer_auth
         if not offer_auth:
             self._smtp_methods["AUTH"] = self._no_auth
         if trace.enabled():  # decided per connection: no wrapper cost when tracing is off
@@ -118,6 +120,13 @@ class LabSMTP(SMTP):
         finally:
             self._plain_reply = False
             self.command_size_limits["MAIL"] = COMMAND_LIMIT - 2 + 26 + 10
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        # RFC 4954 5: a server that offers AUTH accepts MAIL's AUTH= parameter (clients such
+        # as Postfix send AUTH=<>); labmail's submission checks the logged-in user instead.
+        if arg and self._offer_auth:
+            arg = _AUTH_PARAMETER.sub("", arg)
+        await super().smtp_MAIL(arg)
 
     async def smtp_DATA(self, arg: str) -> None:
         """aiosmtpd's DATA (same replies and hooks), reading into one buffer.

@@ -285,3 +285,21 @@ async def test_local_recipients_go_straight_to_the_mailbox(lab: Lab, local: str)
     owner = "ann@alice.lab" if local == "ann" else lab["alice.lab"].config.postmaster_address
     assert await lab["alice.lab"].store.count_entries(owner) == 1
     assert await lab["alice.lab"].store.count_queue() == 0
+
+
+async def test_mail_auth_parameter_is_accepted_on_submission_only(lab: Lab) -> None:
+    """RFC 4954 5: a server offering AUTH accepts MAIL FROM's AUTH= parameter."""
+
+    def run() -> tuple[tuple[int, bytes], tuple[int, bytes]]:
+        with smtplib.SMTP("127.0.0.1", lab["alice.lab"].ports["submission"]) as c:
+            c.ehlo("client.example")
+            c.login(ALICE, ALICE_PW)
+            submission = c.docmd("MAIL", f"FROM:<{ALICE}> AUTH=<> BODY=8BITMIME")
+        with smtplib.SMTP("127.0.0.1", lab["bob.lab"].ports["mx"]) as c:
+            c.ehlo("client.example")
+            mx = c.docmd("MAIL", f"FROM:<{ALICE}> AUTH=<>")
+        return submission, mx
+
+    submission, mx = await asyncio.to_thread(run)
+    assert submission[0] == 250
+    assert mx[0] == 555  # the MX offers no AUTH, so the parameter is unknown there
