@@ -592,6 +592,14 @@ class Store:
             raise KeyError(entry_id)
         return bytes(row["raw"])
 
+    async def fetch_many(self, owner: str, entry_ids: Sequence[int]) -> dict[int, bytes]:
+        """Several raw messages of one mailbox in one read (those that exist)."""
+        ids = [int(i) for i in entry_ids][:500]  # well under SQLite's bound-parameter limit
+        marks = ",".join("?" * len(ids))
+        rows = await self._all(f"SELECT id, raw FROM mailbox WHERE owner = ? AND id IN ({marks})",
+                               (normalise(owner), *ids))
+        return {row["id"]: bytes(row["raw"]) for row in rows}
+
     async def delete(self, owner: str, entry_ids: Sequence[int]) -> None:
         """Remove a set of entries from one mailbox in one transaction."""
         owner = normalise(owner)

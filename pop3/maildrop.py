@@ -40,6 +40,10 @@ class Maildrop(Protocol):
     - ``fetch`` returns the raw message with CRLF line ends (ending in CRLF), exactly ``size``
       octets; raises KeyError if the entry is gone.
     - ``delete`` removes all the given entries in one transaction (all or nothing).
+
+    Optional: ``async fetch_many(owner, entry_ids) -> dict[int, bytes]`` loads several entries
+    in one call (the ones that exist); the server uses it, when present, to load the messages
+    that follow a RETR along with it.
     """
 
     async def authenticate(self, login: str, password: str) -> str | None: ...

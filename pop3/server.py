@@ -29,7 +29,10 @@ TOO_MANY_CONNECTIONS = b"-ERR [SYS/TEMP] too many connections\r\n"
 LINE_TOO_LONG = b"-ERR line too long\r\n"
 INTERNAL_ERROR = b"-ERR [SYS/TEMP] internal error\r\n"
 MAX_TRACKED_ADDRESSES = 10_000
-PREFETCH_MAX = 256 * 1024  # octets: larger messages are loaded only when asked for
+# RETR loads the messages that follow too, in one maildrop call (clients fetch in order): at
+# most this many, of at most this many octets together.
+BATCH_MESSAGES = 64
+BATCH_OCTETS = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -105,11 +108,6 @@ class POP3Server:
         return failed_auth_delay(self.options.failed_auth_delay, count)
 
 
-def _ignore_result(task: asyncio.Future[bytes]) -> None:
-    if not task.cancelled():
-        task.exception()  # seen here; the RETR that wants the message tries again
-
-
 class Session:
     """One connection: bounded reads, the core's actions, the lock's lease."""
 
@@ -128,10 +126,10 @@ class Session:
         self.locked: str | None = None
         self.lock_lost = False
         self.renewer: asyncio.Task[None] | None = None
-        # RETR of message n starts loading message n+1, so the maildrop's round trip overlaps
-        # the client's reading (clients fetch in order); small messages only.
-        self.following: dict[int, tuple[str, int]] = {}  # entry id -> (owner, next entry id)
-        self.prefetched: tuple[int, asyncio.Task[bytes]] | None = None
+        # The maildrop listing (id, size) in order, and messages loaded ahead of their RETR.
+        self.listing: list[tuple[int, int]] = []
+        self.position: dict[int, int] = {}
+        self.loaded: dict[int, bytes] = {}
         timestamp = None
         if self.options.apop:  # RFC 1939 7: unique per greeting
             timestamp = f"<{os.getpid()}.{secrets.token_hex(8)}@{self.options.hostname}>"
@@ -243,9 +241,9 @@ class Session:
                 return ok
             case p.ListEntries(owner=owner):
                 entries = list(await md.list_entries(owner))
-                small = [e for e in entries if e.size <= PREFETCH_MAX]
-                pairs = zip(small, small[1:], strict=False)
-                self.following = {a.id: (owner, b.id) for a, b in pairs}
+                self.listing = [(int(e.id), int(e.size)) for e in entries]
+                self.position = {entry_id: i for i, (entry_id, _) in enumerate(self.listing)}
+                self.loaded = {}
                 return entries
             case p.Fetch(owner=owner, entry_id=entry_id):
                 try:
@@ -260,29 +258,32 @@ class Session:
         raise TypeError(f"unknown request {request!r}")
 
     async def fetch(self, owner: str, entry_id: int) -> bytes:
-        task = None
-        if self.prefetched is not None:
-            wanted, task = self.prefetched
-            self.prefetched = None
-            if wanted != entry_id:
-                task.cancel()
-                task = None
-        raw = None
-        if task is not None:
-            try:
-                raw = await task
-            except KeyError:
-                raise
-            except Exception:  # a prefetch that failed is tried again below
-                raw = None
-        if raw is None:
-            raw = await self.maildrop.fetch(owner, entry_id)
-        following = self.following.get(entry_id)
-        if following is not None and following[0] == owner:
-            loading = asyncio.ensure_future(self.maildrop.fetch(owner, following[1]))
-            loading.add_done_callback(_ignore_result)
-            self.prefetched = (following[1], loading)
+        """One message; with a maildrop that has ``fetch_many``, the small messages that follow
+        come along in the same call (each call is a trip to the database's thread)."""
+        if entry_id in self.loaded:
+            return self.loaded.pop(entry_id)
+        fetch_many = getattr(self.maildrop, "fetch_many", None)
+        batch = self.batch_from(entry_id)
+        if fetch_many is None or len(batch) < 2:
+            return await self.maildrop.fetch(owner, entry_id)
+        found = await fetch_many(owner, batch)
+        if entry_id not in found:
+            raise KeyError(entry_id)
+        raw = found.pop(entry_id)
+        self.loaded = found
         return raw
+
+    def batch_from(self, entry_id: int) -> list[int]:
+        start = self.position.get(entry_id)
+        if start is None:
+            return [entry_id]
+        batch, octets = [], 0
+        for other, size in self.listing[start:start + BATCH_MESSAGES]:
+            octets += size
+            if batch and octets > BATCH_OCTETS:
+                break
+            batch.append(other)
+        return batch
 
     async def renew_lock(self, owner: str) -> None:
         lease = self.options.lock_lease
@@ -300,9 +301,7 @@ class Session:
                 return
 
     async def release_lock(self) -> None:
-        if self.prefetched is not None:
-            self.prefetched[1].cancel()
-            self.prefetched = None
+        self.loaded = {}
         if self.renewer is not None:
             self.renewer.cancel()
             self.renewer = None

@@ -151,3 +151,15 @@ async def test_delete_account_removes_its_mail(store: Store) -> None:
 async def test_open_in_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="does not exist"):
         await Store.open(tmp_path / "no" / "such" / "x.db")
+
+
+async def test_fetch_many_reads_one_mailbox(store: Store) -> None:
+    for n in range(5):
+        await store.deliver(["bob@bob.lab"], b"Subject: %d\r\n\r\n" % n, "")
+    await store.deliver(["carol@bob.lab"], b"Subject: carol\r\n\r\n", "")
+    entries = await store.list_entries("bob@bob.lab")
+    (carol,) = await store.list_entries("carol@bob.lab")
+    found = await store.fetch_many("bob@bob.lab", [e.id for e in entries] + [carol.id, 999])
+    assert sorted(found) == [e.id for e in entries]  # not carol's, not a missing one
+    for e in entries:
+        assert found[e.id] == await store.fetch("bob@bob.lab", e.id)

@@ -178,3 +178,47 @@ async def test_apop_over_the_store(stores) -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_retr_in_any_order_with_batched_loading(tmp_path: Path) -> None:
+    """RETR loads the following messages along (Store.fetch_many); any order still works."""
+    from mta.store import Store
+
+    store = await Store.open(tmp_path / "batch.db")
+    await store.set_account("bob@bob.lab", "pw")
+    sent = [b"Subject: %d\r\n\r\n.line %d\r\n" % (n, n) for n in range(1, 101)]
+    for raw in sent:
+        await store.deliver(["bob@bob.lab"], raw, "")
+    server = await start_server(store, "127.0.0.1", 0,
+                                POP3Options("pop.bob.lab", allow_plaintext_auth=True,
+                                            failed_auth_delay=0))
+    port = server.sockets[0].getsockname()[1]
+
+    def run() -> list[bytes]:
+        client = poplib.POP3("127.0.0.1", port, timeout=10)
+        client.user("bob@bob.lab")
+        client.pass_("pw")
+        got = []
+        for n in [1, 2, 3, 50, 4, 100, 99, 5] + list(range(6, 49)):
+            if n == 7:
+                client.dele(8)
+            if n == 8:
+                try:
+                    client.retr(8)
+                except poplib.error_proto:
+                    got.append(b"deleted")
+                continue
+            got.append(b"\r\n".join(client.retr(n)[1]) + b"\r\n")
+        client.rset()
+        client.quit()
+        return got
+
+    try:
+        got = await asyncio.to_thread(run)
+    finally:
+        server.close()
+        await server.wait_closed()
+        await store.close()
+    order = [1, 2, 3, 50, 4, 100, 99, 5] + [n for n in range(6, 49) if n != 8]
+    assert [g for g in got if g != b"deleted"] == [sent[n - 1] for n in order]
+    assert got.count(b"deleted") == 1
