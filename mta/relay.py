@@ -39,6 +39,7 @@ from mta.clock import Clock
 from mta.config import Config
 from mta.connections import SessionCache, close_session
 from mta.routing import Hop, RouteError, Router
+from mta.smtp_client import TracedSMTP
 from mta.store import Bounce, Outcome, QueueRow, Store, StoreError
 
 log = logging.getLogger("labmail.relay")
@@ -356,10 +357,9 @@ class RelayWorker:
     async def _open(self, hop: Hop, tls: bool) -> aiosmtplib.SMTP:
         """A new session to ``hop``, after EHLO (and STARTTLS when ``tls`` and offered)."""
         relay = self.config.relay
-        client = aiosmtplib.SMTP(hostname=hop.host, port=hop.port,
-                                 local_hostname=self.config.hostname, start_tls=False,
-                                 timeout=relay.command_timeout,
-                                 validate_certs=relay.verify_tls)
+        client = TracedSMTP(hostname=hop.host, port=hop.port,
+                            local_hostname=self.config.hostname, start_tls=False,
+                            timeout=relay.command_timeout, validate_certs=relay.verify_tls)
         try:
             try:
                 await client.connect(timeout=relay.connect_timeout)

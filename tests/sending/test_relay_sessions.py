@@ -63,3 +63,19 @@ async def test_a_refusal_ends_the_session(lab_factory: Any, clock: FakeClock,
     sessions = list(mx_sessions(trace_lines).values())
     assert len(sessions) == 2
     assert sessions[0][-2:] == ["C: QUIT", "S: 221 2.0.0 Bye"]
+
+
+async def test_the_relay_traces_its_side_of_the_dialogue(lab_factory: Any, clock: FakeClock,
+                                                          trace_lines) -> None:
+    lab = await lab_factory(clock=clock, relay=False)
+    alice = lab["alice.lab"]
+    await submit(alice.ports["submission"], [BOB], message())
+    assert await alice.relay.run_once() == 1
+    relay = [f"{r.direction}: {r.line}" for r in trace_lines if r.component == "relay"]
+    assert all(r.step == 4 for r in trace_lines if r.component == "relay")
+    expected = ["S: 220 mx.bob.lab", "C: EHLO mx.alice.lab", "C: STARTTLS", "S: 220",
+                "C: MAIL FROM:<alice@alice.lab>", "S: 250 2.1.0", "C: RCPT TO:<bob@bob.lab>",
+                "C: DATA", "C: .", "S: 250 2.0.0 OK: queued as"]
+    position = 0
+    for want in expected:
+        position = next(i for i in range(position, len(relay)) if relay[i].startswith(want))
