@@ -99,6 +99,8 @@ class Relay:
     nameservers: tuple[str, ...] = ()  # "ip" or "ip:port"; empty: the system's resolvers
     dns_timeout: float = 10.0
     port: int = 25  # the SMTP port of hosts found by DNS (MX or A); static routes name theirs
+    # with verify_tls: trust this CA file (relative to the config) instead of the system's
+    ca_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -280,6 +282,8 @@ def _dataclass_section(reader: _Reader, key: str, cls: type) -> Any:
             value = sub.get(f.name, float, default)
             if value < 0:
                 raise sub.err(f.name, "must not be negative")
+        elif isinstance(default, str):
+            value = sub.get(f.name, str, default)
         else:  # tuple of strings
             items = sub.get(f.name, list, list(default))
             if not all(isinstance(x, str) for x in items):
@@ -288,6 +292,10 @@ def _dataclass_section(reader: _Reader, key: str, cls: type) -> Any:
         values[f.name] = value
     sub.finish()
     return cls(**values)
+
+
+def _relay(relay: Relay, base: Path) -> Relay:
+    return replace(relay, ca_file=str(base / relay.ca_file)) if relay.ca_file else relay
 
 
 def _tls(reader: _Reader, base: Path) -> TLS:
@@ -359,7 +367,7 @@ def from_dict(data: Mapping[str, Any], source: str = "<config>",
         tls=_tls(r, base),
         limits=_dataclass_section(r, "limits", Limits),
         queue=_dataclass_section(r, "queue", Queue),
-        relay=_dataclass_section(r, "relay", Relay),
+        relay=_relay(_dataclass_section(r, "relay", Relay), base),
         faults=_dataclass_section(r, "faults", Faults),
         workers=_workers(r.get("workers", int, 1), r.err("workers", "must be from 1 to 64")),
         source=source,

@@ -316,7 +316,7 @@ class RelayWorker:
         return dict.fromkeys(recipients, failure)
 
     def _tls_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
+        context = ssl.create_default_context(cafile=self.config.relay.ca_file or None)
         if not self.config.relay.verify_tls:  # RFC 7435: encrypt, do not authenticate
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE

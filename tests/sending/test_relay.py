@@ -13,7 +13,7 @@ from sending_helpers import ALICE, BOB, body_of, headers_named, mailbox, message
 
 from mta import dsn, queue
 from mta.clock import FakeClock
-from mta.config import Queue
+from mta.config import TLS, Queue
 from mta.lab import Lab
 from mta.store import QueueRow
 
@@ -292,3 +292,26 @@ def test_status_of_replies() -> None:
     assert dsn.status_of("550 no such user") == "5.0.0"
     assert dsn.status_of("451 4.3.0 later") == "4.3.0"
     assert dsn.status_of("550 4.3.0 inconsistent") == "5.0.0"
+
+
+async def test_verified_tls_with_a_configured_ca_file(lab_factory: Any, clock: FakeClock,
+                                                      ca: Any, cert_files: Any,
+                                                      tmp_path: Any) -> None:
+    cert, key = cert_files
+    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+
+    def configure(config: Any) -> Any:
+        if config.domains == ("bob.lab",):  # bob's MX presents a certificate from the CA
+            return replace(config, tls=TLS("files", cert, key))
+        return replace(config, relay=replace(config.relay, verify_tls=True,
+                                             ca_file=str(tmp_path / "ca.pem")))
+
+    lab = await lab_factory(clock=clock, relay=False, configure=configure)
+    alice = lab["alice.lab"]
+    await submit(alice.ports["submission"], [BOB], message())
+    await alice.relay.run_once()
+    row = await only_row(lab)
+    assert (row.state, row.attempts) == ("delivered", 1), row.last_reply
+    (entry,) = await lab["bob.lab"].store.list_entries(BOB)
+    raw = await lab["bob.lab"].store.fetch(BOB, entry.id)
+    assert b"with ESMTPS id" in raw
