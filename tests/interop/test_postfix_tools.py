@@ -1,0 +1,88 @@
+"""labmail against Postfix's own SMTP code: smtp-source as a client of the MX listener, and
+smtp-sink as the next hop of the relay (Debian package postfix; .ci/run installs it)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from mta.lab import Lab
+from mta.server import Server
+
+SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+
+needs_postfix = pytest.mark.skipif(not (os.access(SOURCE, os.X_OK) and os.access(SINK, os.X_OK)),
+                                   reason="Postfix's smtp-source/smtp-sink are not installed")
+
+
+@needs_postfix
+async def test_smtp_source_delivers_to_the_mx(mx: Server) -> None:
+    # -d: several transactions per connection; 3 sessions; 1,000-octet bodies
+    result = await asyncio.to_thread(subprocess.run, [
+        SOURCE, "-d", "-s", "3", "-m", "30", "-l", "1000", "-f", "alice@alice.lab",
+        "-t", "bob@bob.lab", "-M", "client.alice.lab", "-S", "from smtp-source",
+        f"127.0.0.1:{mx.ports['mx']}"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    entries = await mx.store.list_entries("bob@bob.lab")
+    assert len(entries) == 30
+    raw = await mx.store.fetch("bob@bob.lab", entries[0].id)
+    assert b"Subject: from smtp-source" in raw
+    assert b"by mx.bob.lab (labmail) with " in raw
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@needs_postfix
+async def test_the_relay_delivers_to_smtp_sink() -> None:
+    # smtp-sink drops to an unprivileged user when started as root: its dump folder must be
+    # reachable for that user (pytest's tmp_path is not)
+    dump = Path(tempfile.mkdtemp(prefix="labmail-sink-"))
+    dump.chmod(0o777)
+    port = free_port()
+    user = ["-u", "nobody"] if os.geteuid() == 0 else []
+    sink = subprocess.Popen([SINK, *user, "-d", f"{dump}/%M.", "-h", "sink.example",
+                             f"127.0.0.1:{port}", "16"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(100):  # bounded: wait until smtp-sink listens
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        async with Lab.start({"alice.lab": ["alice"]},
+                             routes={"sink.example": ("127.0.0.1", port)}) as lab:
+            alice = lab["alice.lab"]
+
+            def submit() -> None:
+                import smtplib
+
+                with smtplib.SMTP("127.0.0.1", alice.ports["submission"], timeout=10) as c:
+                    c.login("alice@alice.lab", alice.password("alice@alice.lab"))
+                    c.sendmail("alice@alice.lab", ["someone@sink.example"],
+                               b"Subject: to postfix\r\n\r\nhello sink\r\n")
+
+            await asyncio.to_thread(submit)
+            await lab.wait_for_queue_empty("alice.lab", timeout=20)
+            (row,) = await alice.store.queue_rows(include_final=True)
+            assert row.state == "delivered", row.last_reply
+            assert row.last_reply.startswith("250")
+        dumped = b"".join(p.read_bytes() for p in dump.iterdir())
+    finally:
+        sink.terminate()
+        sink.wait(10)
+        shutil.rmtree(dump, ignore_errors=True)
+    assert b"Subject: to postfix" in dumped
+    assert b"hello sink" in dumped
