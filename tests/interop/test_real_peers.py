@@ -1,5 +1,6 @@
-"""labmail against Postfix's own SMTP code: smtp-source as a client of the MX listener, and
-smtp-sink as the next hop of the relay (Debian package postfix; .ci/run installs it)."""
+"""labmail against other people's mail code: Postfix's smtp-source as a client of the MX
+listener and smtp-sink as the next hop of the relay, fetchmail as a POP3 client (Debian
+packages postfix and fetchmail; .ci/run installs them)."""
 
 from __future__ import annotations
 
@@ -86,3 +87,33 @@ async def test_the_relay_delivers_to_smtp_sink() -> None:
         shutil.rmtree(dump, ignore_errors=True)
     assert b"Subject: to postfix" in dumped
     assert b"hello sink" in dumped
+
+
+FETCHMAIL = shutil.which("fetchmail")
+
+
+@pytest.mark.skipif(FETCHMAIL is None, reason="fetchmail is not installed")
+async def test_fetchmail_retrieves_over_stls(server_factory, tmp_path: Path) -> None:
+    server = await server_factory(
+        tls="self-signed", allow_plaintext_auth=False,
+        listeners={"mx": {"host": "127.0.0.1", "port": 0},
+                   "pop3": {"host": "127.0.0.1", "port": 0}})
+    for n in range(3):
+        await server.store.deliver(["bob@bob.lab"],
+                                   b"Subject: fetch %d\r\n\r\n.dot line %d\r\n" % (n, n), "")
+    rc = tmp_path / "fetchmailrc"
+    out = tmp_path / "mbox"
+    rc.write_text(f'poll 127.0.0.1 service {server.ports["pop3"]} protocol pop3 '
+                  f'user "bob@bob.lab" password "bob-pw" sslproto "tls1.2+" '
+                  f'no sslcertck mda "/bin/sh -c \'cat >> {out}\'"\n')
+    rc.chmod(0o600)
+    env = {**os.environ, "HOME": str(tmp_path)}
+    result = await asyncio.to_thread(
+        subprocess.run, [FETCHMAIL, "-f", str(rc), "--nokeep", "--nosyslog", "-v"],
+        capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "STLS" in result.stdout + result.stderr
+    mbox = out.read_bytes()
+    for n in range(3):
+        assert b"Subject: fetch %d" % n in mbox and b".dot line %d" % n in mbox
+    assert await server.store.count_entries("bob@bob.lab") == 0  # fetched and deleted
