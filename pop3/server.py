@@ -18,6 +18,7 @@ import secrets
 import ssl
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 from pop3 import protocol as p
 from pop3.maildrop import Maildrop
@@ -28,6 +29,7 @@ trace_log = logging.getLogger("labmail.trace")
 TOO_MANY_CONNECTIONS = b"-ERR [SYS/TEMP] too many connections\r\n"
 LINE_TOO_LONG = b"-ERR line too long\r\n"
 INTERNAL_ERROR = b"-ERR [SYS/TEMP] internal error\r\n"
+SHUTTING_DOWN = b"-ERR [SYS/TEMP] server shutting down, try again later\r\n"
 MAX_TRACKED_ADDRESSES = 10_000
 # RETR loads the messages that follow too, in one maildrop call (clients fetch in order): at
 # most this many, of at most this many octets together.
@@ -60,13 +62,36 @@ async def start_server(
     ssl_context: ssl.SSLContext | None = None,
     *,
     reuse_port: bool = False,
-) -> asyncio.Server:
+) -> POP3Listener:
     """Listen on host:port (0 picks a free port); STLS is offered when ssl_context is given.
 
     ``reuse_port``: other processes may listen on the same port (SO_REUSEPORT)."""
     server = POP3Server(maildrop, options, ssl_context)
-    return await asyncio.start_server(server.handle_connection, host, port, limit=options.max_line,
-                                      reuse_port=reuse_port or None)
+    listening = await asyncio.start_server(server.handle_connection, host, port,
+                                           limit=options.max_line, reuse_port=reuse_port or None)
+    return POP3Listener(listening, server)
+
+
+class POP3Listener:
+    """A listening POP3 server: like ``asyncio.Server`` (``sockets``, ``close``,
+    ``wait_closed``), but closing it also ends the sessions, each releasing its maildrop lock
+    without UPDATE (RFC 1939 6: nothing marked is removed), before the maildrop goes away."""
+
+    def __init__(self, listening: asyncio.Server, server: POP3Server) -> None:
+        self.listening = listening
+        self.server = server
+
+    @property
+    def sockets(self) -> tuple[Any, ...]:
+        return tuple(self.listening.sockets)
+
+    def close(self) -> None:
+        self.listening.close()
+        self.server.end_sessions()
+
+    async def wait_closed(self, grace: float = 5.0) -> None:
+        await self.server.wait_sessions_ended(grace)
+        await self.listening.wait_closed()
 
 
 class POP3Server:
@@ -80,6 +105,18 @@ class POP3Server:
         self.ssl_context = ssl_context
         self.connections = 0
         self.failures: dict[str, int] = {}
+        self.sessions: set[Session] = set()
+        self.no_sessions = asyncio.Event()
+        self.no_sessions.set()
+
+    def end_sessions(self) -> None:
+        """Tell every session the server is going away and close its connection."""
+        for session in list(self.sessions):
+            session.end(SHUTTING_DOWN)
+
+    async def wait_sessions_ended(self, grace: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.no_sessions.wait(), grace)
 
     async def handle_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -91,14 +128,20 @@ class POP3Server:
             writer.close()
             return
         self.connections += 1
+        session = Session(self, reader, writer)
+        self.sessions.add(session)
+        self.no_sessions.clear()
         try:
-            await Session(self, reader, writer).run()
+            await session.run()
         except asyncio.CancelledError:
             # Server shutdown: the session has cleaned up (finally). Ending the task normally
             # keeps Python 3.11's stream callback from logging the cancellation as an error.
             pass
         finally:
             self.connections -= 1
+            self.sessions.discard(session)
+            if not self.sessions:
+                self.no_sessions.set()
 
     def note_failure(self, address: str) -> float:
         count = self.failures.pop(address, 0) + 1
@@ -172,6 +215,13 @@ class Session:
             self.writer.close()
             with contextlib.suppress(Exception):
                 await self.writer.wait_closed()
+
+    def end(self, line: bytes) -> None:
+        """Say ``line`` and close: run() sees EOF and cleans up (no UPDATE, lock released)."""
+        if not self.writer.is_closing():
+            with contextlib.suppress(Exception):
+                self.writer.write(line)
+            self.writer.close()
 
     async def read_line(self) -> bytes | None:
         """A line with its LF, or None at EOF. An over-long line is read and dropped piecemeal

@@ -222,3 +222,29 @@ async def test_retr_in_any_order_with_batched_loading(tmp_path: Path) -> None:
     order = [1, 2, 3, 50, 4, 100, 99, 5] + [n for n in range(6, 49) if n != 8]
     assert [g for g in got if g != b"deleted"] == [sent[n - 1] for n in order]
     assert got.count(b"deleted") == 1
+
+
+async def test_shutdown_ends_sessions_and_releases_their_locks(tmp_path: Path) -> None:
+    from mta.store import Store
+
+    store = await Store.open(tmp_path / "shutdown.db")
+    await store.set_account("bob@bob.lab", "pw")
+    await store.deliver(["bob@bob.lab"], b"Subject: keep me\r\n\r\nx\r\n", "")
+    listener = await start_server(store, "127.0.0.1", 0,
+                                  POP3Options("pop.bob.lab", allow_plaintext_auth=True,
+                                              failed_auth_delay=0))
+    port = listener.sockets[0].getsockname()[1]
+    client = await asyncio.to_thread(poplib.POP3, "127.0.0.1", port, timeout=10)
+    await asyncio.to_thread(client.user, "bob@bob.lab")
+    await asyncio.to_thread(client.pass_, "pw")
+    await asyncio.to_thread(client.dele, 1)
+    try:
+        listener.close()
+        await listener.wait_closed()
+        with pytest.raises(poplib.error_proto, match=r"\[SYS/TEMP\] server shutting down"):
+            await asyncio.to_thread(client.noop)
+        assert await store.lock("bob@bob.lab", "next-session", 60)  # the lock was released
+        assert await store.count_entries("bob@bob.lab") == 1  # DELE without QUIT: kept
+    finally:
+        client.close()
+        await store.close()
