@@ -69,9 +69,11 @@ def setup_logging(verbose: bool, trace: bool) -> None:
 
 async def _serve(config: Config, config_path: Path, worker: bool) -> None:
     pool = None
+    stop = asyncio.Event()
     if worker:  # one of mta.workers' processes: MX and POP3 on the shared ports
         server = await server_mod.start(config, relay=False, shared_ports=True,
                                         write_accounts=False)
+        await workers.watch_parent(stop)
         print(workers.READY, flush=True)
     else:
         workers.check_supported(config)
@@ -90,7 +92,6 @@ async def _serve(config: Config, config_path: Path, worker: bool) -> None:
                 raise
             print(f"mta: {config.hostname} {pool.count} more worker process(es) on the "
                   "MX and POP3 ports", flush=True)
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:

@@ -9,7 +9,8 @@ holds the POP3 maildrop lock. Submission and the relay worker stay in the first 
 the relay must be the queue's one reader.
 
 A worker that dies is started again (at most ``MAX_RESTARTS`` a minute); stopping the server
-stops its workers.
+stops its workers, and a worker whose first process is gone (even SIGKILLed) stops too: it
+watches the pipe the first process holds open on its standard input.
 """
 
 from __future__ import annotations
@@ -41,6 +42,20 @@ def check_supported(config: Config) -> None:
                           "system does not have")
 
 
+async def watch_parent(gone: asyncio.Event) -> None:
+    """Set ``gone`` when standard input (the first process's pipe) reaches end of file."""
+
+    class Watcher(asyncio.Protocol):
+        def connection_lost(self, exc: Exception | None) -> None:
+            gone.set()
+
+        def eof_received(self) -> bool:
+            gone.set()
+            return False
+
+    await asyncio.get_running_loop().connect_read_pipe(Watcher, sys.stdin)
+
+
 class WorkerPool:
     """``count`` worker processes running ``mta serve --worker`` on the bound ports."""
 
@@ -70,7 +85,7 @@ class WorkerPool:
     async def _spawn(self) -> asyncio.subprocess.Process:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "mta", "--config", str(self.config_path), "serve", "--worker",
-            env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE)
+            env=self.env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         assert proc.stdout is not None
         try:
             async with asyncio.timeout(START_TIMEOUT):

@@ -97,3 +97,18 @@ def test_a_killed_worker_is_replaced(served) -> None:
     assert len(worker_pids(proc.pid)) == 2
     with smtplib.SMTP("127.0.0.1", ports["mx"], timeout=30) as c:
         assert c.sendmail("a@alice.lab", ["bob@bob.lab"], "Subject: x\r\n\r\nx\r\n") == {}
+
+
+def test_workers_stop_when_the_first_process_is_killed(served) -> None:
+    proc, ports = served
+    children = worker_pids(proc.pid)
+    assert len(children) == 2
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    deadline = time.monotonic() + 30
+    alive = children
+    while alive and time.monotonic() < deadline:  # bounded: orphans notice the closed pipe
+        alive = [pid for pid in children if os.path.exists(f"/proc/{pid}")
+                 and "zombie" not in open(f"/proc/{pid}/status").read()]
+        time.sleep(0.1)
+    assert alive == [], "worker processes outlived the first process"
