@@ -70,6 +70,15 @@ def txn_extra(component: str, hostname: str, session: Session, raw: bytes,
             "message_id": message_id_of(raw)}
 
 
+def received_for(session: Session, envelope: Envelope, hostname: str, txn_id: str, *,
+                 auth: bool) -> bytes:
+    """The Received header this server adds for the session's transaction (RFC 5321 4.4)."""
+    protocol = with_protocol(esmtp=session.extended_smtp, tls=session.ssl is not None,
+                             auth=auth, smtputf8=envelope.smtp_utf8)
+    return received_header(helo=session.host_name, peer_ip=peer_ip(session), by=hostname,
+                           protocol=protocol, txn_id=txn_id, recipients=envelope.rcpt_tos)
+
+
 def address_reply(error: AddressError) -> str:
     template = {"routed": replies.ROUTED_ADDRESS, "non-ascii": replies.NON_ASCII_ADDRESS}
     return template.get(error.kind, replies.BAD_ADDRESS).format(address=error.address)
@@ -174,11 +183,8 @@ class InboundHandler:
             return replies.MAIL_LOOP
         txn_id = new_txn_id()
         sender = "" if envelope.mail_from == "<>" else (envelope.mail_from or "")
-        protocol = with_protocol(esmtp=session.extended_smtp, tls=session.ssl is not None,
-                                 auth=False, smtputf8=envelope.smtp_utf8)
-        trace_headers = return_path(sender) + received_header(
-            helo=session.host_name, peer_ip=peer_ip(session), by=self.config.hostname,
-            protocol=protocol, txn_id=txn_id, recipients=envelope.rcpt_tos)
+        trace_headers = return_path(sender) + received_for(
+            session, envelope, self.config.hostname, txn_id, auth=False)
         owners: list[str] = envelope.owners  # type: ignore[attr-defined]
         try:
             await self.store.deliver(list(dict.fromkeys(owners)), raw, sender, txn_id,

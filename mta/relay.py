@@ -26,6 +26,7 @@ relay worker per database).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 from collections import defaultdict
@@ -315,7 +316,9 @@ class RelayWorker:
             log.info("relay: %s: %s", hop, failure.reply)
         return dict.fromkeys(recipients, failure)
 
+    @functools.cached_property
     def _tls_context(self) -> ssl.SSLContext:
+        # built once: create_default_context reads the CA store from disk
         context = ssl.create_default_context(cafile=self.config.relay.ca_file or None)
         if not self.config.relay.verify_tls:  # RFC 7435: encrypt, do not authenticate
             context.check_hostname = False
@@ -371,7 +374,7 @@ class RelayWorker:
             if tls and client.supports_extension("starttls"):
                 try:
                     await client.starttls(server_hostname=hop.name,
-                                          tls_context=self._tls_context())
+                                          tls_context=self._tls_context)
                     await self._ehlo(client)
                 except aiosmtplib.SMTPResponseException as exc:
                     raise _TLSFailed(from_reply(exc.code, exc.message, hop)) from None

@@ -25,33 +25,27 @@ class TracedSMTP(aiosmtplib.SMTP):
     def _client(self, text: str) -> None:
         trace.line(4, "relay", self.trace_peer, "C", text)
 
-    def _server(self, response: aiosmtplib.SMTPResponse) -> None:
-        lines = response.message.split("\n") or [""]
-        for i, text in enumerate(lines):
-            sep = " " if i == len(lines) - 1 else "-"
-            trace.line(4, "relay", self.trace_peer, "S", f"{response.code}{sep}{text}".rstrip())
+    def _server(self, response: aiosmtplib.SMTPResponse) -> aiosmtplib.SMTPResponse:
+        if trace.enabled():
+            lines = response.message.split("\n")
+            for i, text in enumerate(lines):
+                sep = " " if i == len(lines) - 1 else "-"
+                trace.line(4, "relay", self.trace_peer, "S",
+                           f"{response.code}{sep}{text}".rstrip())
+        return response
 
     async def connect(self, *args: Any, **kwargs: Any) -> aiosmtplib.SMTPResponse:
-        response = await super().connect(*args, **kwargs)
-        if trace.enabled():
-            self._server(response)
-        return response
+        return self._server(await super().connect(*args, **kwargs))
 
     async def execute_command(self, *args: bytes, **kwargs: Any) -> aiosmtplib.SMTPResponse:
         if trace.enabled():
             self._client(b" ".join(args).decode("utf-8", "replace"))
-        response = await super().execute_command(*args, **kwargs)
-        if trace.enabled():
-            self._server(response)
-        return response
+        return self._server(await super().execute_command(*args, **kwargs))
 
     async def starttls(self, *args: Any, **kwargs: Any) -> aiosmtplib.SMTPResponse:
         if trace.enabled():
             self._client("STARTTLS")
-        response = await super().starttls(*args, **kwargs)
-        if trace.enabled():
-            self._server(response)
-        return response
+        return self._server(await super().starttls(*args, **kwargs))
 
     async def data(self, message: str | bytes, /, **kwargs: Any) -> aiosmtplib.SMTPResponse:
         if trace.enabled():
@@ -61,9 +55,6 @@ class TracedSMTP(aiosmtplib.SMTP):
         try:
             response = await super().data(message, **kwargs)
         except aiosmtplib.SMTPResponseException as exc:
-            if trace.enabled():
-                self._server(aiosmtplib.SMTPResponse(exc.code, exc.message))
+            self._server(aiosmtplib.SMTPResponse(exc.code, exc.message))
             raise
-        if trace.enabled():
-            self._server(response)
-        return response
+        return self._server(response)

@@ -92,13 +92,6 @@ class LabSMTP(SMTP):
             self._trace("C", "****")
         return result
 
-    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
-        if command == "DATA" and trace.enabled() and self.envelope is not None:
-            size = len(self.envelope.original_content or b"")
-            self._trace("C", f"<message, {size} octets>")
-            self._trace("C", ".")
-        return await super()._call_handler_hook(command, *args)
-
     # -- replies ------------------------------------------------------------------------------
 
     async def push(self, status: str | bytes) -> None:
@@ -187,6 +180,9 @@ class LabSMTP(SMTP):
             return
         content = bytes(data)
         del data
+        if trace.enabled():
+            self._trace("C", f"<message, {len(content)} octets>")
+            self._trace("C", ".")
         self.envelope.content = self.envelope.original_content = content
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()

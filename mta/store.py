@@ -327,6 +327,14 @@ _SELECT_QUEUE = ("SELECT r.id, r.message_id, m.sender, r.recipient, r.domain, r.
                  "FROM queue_recipients r JOIN queue_messages m ON m.id = r.message_id")
 
 
+def _call_each(callbacks: list[Callable[[Any], None]], value: Any) -> None:
+    for callback in list(callbacks):  # a callback may unsubscribe itself
+        try:
+            callback(value)
+        except Exception:
+            log.exception("store listener %r failed", callback)
+
+
 def _discard(items: list[Any], item: Any) -> None:
     if item in items:
         items.remove(item)
@@ -391,9 +399,9 @@ class Store:
         """Run ``statements`` in the next group commit; returns once they are durable."""
         await self._writer.submit(statements=statements, messages=messages)
 
-    async def _write_fn(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    async def _write_fn(self, fn: Callable[[sqlite3.Connection], Any], messages: int = 0) -> Any:
         """Run ``fn(db)`` inside the next group-commit transaction and return its result."""
-        return await self._writer.submit(fn=fn)
+        return await self._writer.submit(fn=fn, messages=messages)
 
     def _delivery_statements(self, owners: Sequence[str], raw: bytes, sender: str,
                             txn_id: str, received: float | None = None
@@ -444,23 +452,14 @@ class Store:
                         for start in range(0, len(part), BLOB_CHUNK):
                             blob.write(part[start:start + BLOB_CHUNK])
 
-        await self._write_fn(run)
-        self.stats.messages += 1
+        await self._write_fn(run, messages=1)
         return entries
 
     def notify(self, delivered: Delivered) -> None:
-        for callback in list(self._listeners):
-            try:
-                callback(delivered)
-            except Exception:
-                log.exception("delivery listener failed")
+        _call_each(self._listeners, delivered)
 
     def notify_queued(self, queue_id: str) -> None:
-        for callback in list(self._queue_listeners):
-            try:
-                callback(queue_id)
-            except Exception:
-                log.exception("queue listener failed")
+        _call_each(self._queue_listeners, queue_id)
 
     # -- accounts -----------------------------------------------------------------------------
 
@@ -552,7 +551,7 @@ class Store:
         def run(db: sqlite3.Connection) -> bool:
             now = time.time()
             db.execute("DELETE FROM maildrop_locks WHERE owner = ? AND expires < ?",
-                             (owner, now))
+                       (owner, now))
             cursor = db.execute(
                 "INSERT INTO maildrop_locks (owner, holder, expires) VALUES (?, ?, ?) "
                 "ON CONFLICT(owner) DO UPDATE SET expires = excluded.expires "
@@ -623,12 +622,7 @@ class Store:
         return Entry(*row) if row else None
 
     async def count_entries(self, owner: str | None = None) -> int:
-        if owner is None:
-            row = await self._one("SELECT COUNT(*) AS n FROM mailbox", ())
-        else:
-            row = await self._one("SELECT COUNT(*) AS n FROM mailbox WHERE owner = ?",
-                                  (normalise(owner),))
-        return row["n"]
+        return await self._count("mailbox", "owner", None if owner is None else normalise(owner))
 
     # -- outbound queue (step 4, the sending side) ---------------------------------------------
     #
@@ -707,12 +701,7 @@ class Store:
         return QueueRow(*row) if row else None
 
     async def count_queue(self, state: str | None = None) -> int:
-        if state is None:
-            row = await self._one("SELECT COUNT(*) AS n FROM queue_recipients", ())
-        else:
-            row = await self._one("SELECT COUNT(*) AS n FROM queue_recipients WHERE state = ?",
-                                  (state,))
-        return row["n"]
+        return await self._count("queue_recipients", "state", state)
 
     async def record_attempts(self, outcomes: Sequence[Outcome], *, now: float,
                               bounce: Bounce | None = None) -> Delivered | None:
@@ -772,13 +761,13 @@ class Store:
         def run(db: sqlite3.Connection) -> int:
             if ident.isdigit():
                 cursor = db.execute("DELETE FROM queue_recipients WHERE id = ?",
-                                          (int(ident),))
+                                    (int(ident),))
             else:
                 cursor = db.execute("DELETE FROM queue_recipients WHERE message_id = ?",
-                                          (ident.upper(),))
+                                    (ident.upper(),))
             db.execute("DELETE FROM queue_messages WHERE NOT EXISTS ("
-                             "SELECT 1 FROM queue_recipients r WHERE r.message_id = "
-                             "queue_messages.id)")
+                       "SELECT 1 FROM queue_recipients r WHERE r.message_id = "
+                       "queue_messages.id)")
             return cursor.rowcount
 
         return await self._write_fn(run)
@@ -793,6 +782,12 @@ class Store:
 
     async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         return list(await self._reader.execute_fetchall(sql, params))
+
+    async def _count(self, table: str, column: str, value: str | None) -> int:
+        """Rows of ``table`` (where ``column`` is ``value``, when given); names are constants."""
+        where, params = (f" WHERE {column} = ?", (value,)) if value is not None else ("", ())
+        row = await self._one(f"SELECT COUNT(*) AS n FROM {table}{where}", params)
+        return row["n"]
 
 
 def new_txn_id() -> str:

@@ -28,15 +28,15 @@ from mta import replies
 from mta.addresses import AddressError, parse
 from mta.clock import Clock
 from mta.config import Config
-from mta.inbound import LocalRecipients, address_reply, peer_ip, smtputf8_requested, txn_extra
-from mta.message import (
-    count_received,
-    has_header,
-    received_header,
-    return_path,
-    to_crlf,
-    with_protocol,
+from mta.inbound import (
+    LocalRecipients,
+    address_reply,
+    peer_ip,
+    received_for,
+    smtputf8_requested,
+    txn_extra,
 )
+from mta.message import count_received, has_header, return_path, to_crlf
 from mta.smtp_server import exception_reply, extend_ehlo
 from mta.store import Store, StoreError, new_txn_id
 
@@ -89,14 +89,10 @@ class SubmissionHandler:
         # RFC 4616: [authzid] NUL authcid NUL passwd; an initial response or a 334 challenge.
         if len(args) == 1:
             blob = await server.challenge_auth("")
-            if blob is MISSING:  # aborted or undecodable: aiosmtpd has replied already
-                return AuthResult(success=False, handled=True)
         else:
-            try:
-                blob = b64decode(args[1].encode(), validate=True)
-            except ValueError:
-                await server.push(replies.AUTH_BAD_ENCODING)
-                return AuthResult(success=False, handled=True)
+            blob = await _initial_response(server, args[1])
+        if blob is MISSING:  # aborted or undecodable: the client has had its reply
+            return AuthResult(success=False, handled=True)
         parts = blob.split(b"\0")
         if len(parts) != 3:
             await server.push(replies.AUTH_BAD_ENCODING)
@@ -110,14 +106,10 @@ class SubmissionHandler:
     async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
         if len(args) == 1:
             login = await server.challenge_auth("Username:")
-            if login is MISSING:
-                return AuthResult(success=False, handled=True)
         else:
-            try:
-                login = b64decode(args[1].encode(), validate=True)
-            except ValueError:
-                await server.push(replies.AUTH_BAD_ENCODING)
-                return AuthResult(success=False, handled=True)
+            login = await _initial_response(server, args[1])
+        if login is MISSING:
+            return AuthResult(success=False, handled=True)
         password = await server.challenge_auth("Password:")
         if password is MISSING:
             return AuthResult(success=False, handled=True)
@@ -201,11 +193,7 @@ class SubmissionHandler:
         txn_id = new_txn_id()
         sender = envelope.mail_from or ""
         raw = complete_message(raw, self.config.hostname)
-        protocol = with_protocol(esmtp=session.extended_smtp, tls=session.ssl is not None,
-                                 auth=True, smtputf8=envelope.smtp_utf8)
-        raw = received_header(helo=session.host_name, peer_ip=peer_ip(session),
-                              by=self.config.hostname, protocol=protocol, txn_id=txn_id,
-                              recipients=envelope.rcpt_tos) + raw
+        raw = received_for(session, envelope, self.config.hostname, txn_id, auth=True) + raw
         owners = list(dict.fromkeys(envelope.owners))  # type: ignore[attr-defined]
         remote = list(dict.fromkeys(envelope.remote))  # type: ignore[attr-defined]
         try:
@@ -223,6 +211,15 @@ class SubmissionHandler:
 
     async def handle_exception(self, error: Exception) -> str:
         return exception_reply("submission", error)
+
+
+async def _initial_response(server: SMTP, text: str) -> Any:
+    """An AUTH initial response (RFC 4954 4), decoded; MISSING after refusing bad base64."""
+    try:
+        return b64decode(text.encode(), validate=True)
+    except ValueError:
+        await server.push(replies.AUTH_BAD_ENCODING)
+        return MISSING
 
 
 def _login(session: Session) -> str:

@@ -95,7 +95,7 @@ class POP3Listener:
 
 
 class POP3Server:
-    """State shared by all sessions: the connection count and failed logins per address."""
+    """State shared by all sessions: the live sessions and failed logins per address."""
 
     def __init__(
         self, maildrop: Maildrop, options: POP3Options, ssl_context: ssl.SSLContext | None
@@ -103,7 +103,6 @@ class POP3Server:
         self.maildrop = maildrop
         self.options = options
         self.ssl_context = ssl_context
-        self.connections = 0
         self.failures: dict[str, int] = {}
         self.sessions: set[Session] = set()
         self.no_sessions = asyncio.Event()
@@ -121,13 +120,12 @@ class POP3Server:
     async def handle_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        if self.connections >= self.options.max_connections:
+        if len(self.sessions) >= self.options.max_connections:
             writer.write(TOO_MANY_CONNECTIONS)
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
             writer.close()
             return
-        self.connections += 1
         session = Session(self, reader, writer)
         self.sessions.add(session)
         self.no_sessions.clear()
@@ -138,7 +136,6 @@ class POP3Server:
             # keeps Python 3.11's stream callback from logging the cancellation as an error.
             pass
         finally:
-            self.connections -= 1
             self.sessions.discard(session)
             if not self.sessions:
                 self.no_sessions.set()
