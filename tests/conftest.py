@@ -3,14 +3,36 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from mta.config import Config, from_dict
 from mta.server import Server, start
+
+
+def need_tool(condition: bool, reason: str) -> None:
+    """Skip the test unless ``condition`` holds (an external tool, or root, is available).
+
+    With LABMAIL_REQUIRE_TOOLS=1 in the environment (.ci/run sets it) a missing tool fails the
+    test instead, so a broken install cannot hide behind a skip. Tests and fixtures reach this
+    through the ``need_tool`` fixture (conftest modules are not importable by name).
+    """
+    if condition:
+        return
+    if os.environ.get("LABMAIL_REQUIRE_TOOLS") == "1":
+        pytest.fail(f"{reason} (LABMAIL_REQUIRE_TOOLS=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(name="need_tool", scope="session")
+def need_tool_fixture() -> Callable[[bool, str], None]:
+    """``need_tool(condition, reason)``: skip, or under LABMAIL_REQUIRE_TOOLS=1 fail."""
+    return need_tool
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> Config:
@@ -33,6 +55,12 @@ def make_config(tmp_path: Path, **overrides: Any) -> Config:
         else:
             data[key] = value
     return from_dict(data, "test.toml", tmp_path)
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    """One test certificate authority for the session (tests/mua has its own)."""
+    return trustme.CA()
 
 
 @pytest.fixture

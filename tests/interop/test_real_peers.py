@@ -20,11 +20,14 @@ from mta.server import Server
 SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 
-needs_postfix = pytest.mark.skipif(not (os.access(SOURCE, os.X_OK) and os.access(SINK, os.X_OK)),
-                                   reason="Postfix's smtp-source/smtp-sink are not installed")
+
+@pytest.fixture
+def postfix_tools(need_tool) -> None:
+    need_tool(os.access(SOURCE, os.X_OK) and os.access(SINK, os.X_OK),
+              "Postfix's smtp-source/smtp-sink are not installed (Debian package postfix)")
 
 
-@needs_postfix
+@pytest.mark.usefixtures("postfix_tools")
 async def test_smtp_source_delivers_to_the_mx(mx: Server) -> None:
     # -d: several transactions per connection; 3 sessions; 1,000-octet bodies
     result = await asyncio.to_thread(subprocess.run, [
@@ -45,7 +48,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@needs_postfix
+@pytest.mark.usefixtures("postfix_tools")
 async def test_the_relay_delivers_to_smtp_sink() -> None:
     # smtp-sink drops to an unprivileged user when started as root: its dump folder must be
     # reachable for that user (pytest's tmp_path is not)
@@ -63,6 +66,8 @@ async def test_the_relay_delivers_to_smtp_sink() -> None:
                 break
             except OSError:
                 await asyncio.sleep(0.05)
+        else:
+            pytest.fail(f"smtp-sink is not listening on 127.0.0.1:{port}")
         async with Lab.start({"alice.lab": ["alice"]},
                              routes={"sink.example": ("127.0.0.1", port)}) as lab:
             alice = lab["alice.lab"]
@@ -92,8 +97,8 @@ async def test_the_relay_delivers_to_smtp_sink() -> None:
 FETCHMAIL = shutil.which("fetchmail")
 
 
-@pytest.mark.skipif(FETCHMAIL is None, reason="fetchmail is not installed")
-async def test_fetchmail_retrieves_over_stls(server_factory, tmp_path: Path) -> None:
+async def test_fetchmail_retrieves_over_stls(server_factory, tmp_path: Path, need_tool) -> None:
+    need_tool(FETCHMAIL is not None, "fetchmail is not installed (Debian package fetchmail)")
     server = await server_factory(
         tls="self-signed", allow_plaintext_auth=False,
         listeners={"mx": {"host": "127.0.0.1", "port": 0},

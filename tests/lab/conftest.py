@@ -20,16 +20,15 @@ def _namespaces_unavailable() -> str | None:
 
 
 @pytest.fixture
-def lab_net(tmp_path: Path) -> Iterator[LabNetwork]:
+def lab_net(tmp_path: Path, need_tool) -> Iterator[LabNetwork]:
     reason = _namespaces_unavailable()
-    if reason:
-        pytest.skip(reason)
+    need_tool(reason is None, str(reason))
     net = LabNetwork(tag=f"lm{uuid.uuid4().hex[:8]}", prefix_len=24, work=tmp_path)
     try:
         try:
             net.start_switch()
         except RuntimeError as exc:
-            pytest.skip(f"cannot create network namespaces here: {exc}")
+            need_tool(False, f"cannot create network namespaces here: {exc}")
         yield net
     finally:
         net.close()

@@ -2,7 +2,7 @@
 
 Shared by ``test_compose_file.py`` (do the files agree with each other and with the CLIs?) and
 ``test_netns.py`` (run the lab's services as separate hosts). Reading docker-compose.yml needs
-PyYAML; everything else is the standard library and the project itself.
+PyYAML (in the test extra); everything else is the standard library and the project itself.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+import yaml
 
 from mta import config as mta_config
 
@@ -55,8 +57,6 @@ def _interpolate_all(value: Any, env: Mapping[str, str]) -> Any:
 
 def load_compose(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """docker-compose.yml with anchors merged and ``${...}`` substituted from ``env``."""
-    import yaml
-
     data = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
     return _interpolate_all(data, env or {})
 

@@ -40,10 +40,6 @@ IMAGE_CONFIG_DIR = PurePosixPath("/etc/labmail")
 PROFILE_SETS = [[], ["dns"]]
 
 
-def need_yaml() -> None:
-    pytest.importorskip("yaml", reason="PyYAML reads docker-compose.yml (a test dependency)")
-
-
 def compose_command() -> list[str] | None:
     """``docker-compose`` (v1, Debian's package) or ``docker compose`` (v2), if installed."""
     if shutil.which("docker-compose"):
@@ -57,7 +53,6 @@ def compose_command() -> list[str] | None:
 
 @pytest.fixture(scope="module")
 def compose() -> dict:
-    need_yaml()
     return load_compose({})
 
 
@@ -88,11 +83,12 @@ def mua_parse(argv: list[str]) -> None:
 
 @pytest.mark.parametrize("profiles", PROFILE_SETS, ids=["default", "dns"])
 @pytest.mark.parametrize("routes", [None, ""], ids=["static-routes", "LAB_ROUTES-empty"])
-def test_docker_compose_config_accepts_the_file(profiles: list[str], routes: str | None) -> None:
+def test_docker_compose_config_accepts_the_file(profiles: list[str], routes: str | None,
+                                                need_tool) -> None:
     command = compose_command()
-    if command is None:
-        pytest.skip("neither docker-compose nor 'docker compose' is installed "
-                    "(Debian package docker-compose)")
+    need_tool(command is not None, "neither docker-compose nor 'docker compose' is installed "
+                                   "(Debian package docker-compose)")
+    assert command is not None
     # docker-compose v1 is a program of the system's Python: keep the test's Python settings out
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("LAB_", "COMPOSE_", "PYTHON")) and k != "VIRTUAL_ENV"}
@@ -184,11 +180,15 @@ def test_host_ports_match_the_single_host_profiles(lab: dict[str, Service]) -> N
 
 def test_the_ports_below_1024_are_bindable_by_the_non_root_user(
         servers: dict[str, Service]) -> None:
+    low_port_services = set()
     for service in servers.values():
         sysctls = service.spec.get("sysctls", {})
         low = any(lst.port < 1024 for lst in enabled_listeners(service_config(service)).values())
         if low:
+            low_port_services.add(service.name)
             assert str(sysctls.get("net.ipv4.ip_unprivileged_port_start")) == "0", service.name
+    # every server listens on a real (privileged) port number inside the network
+    assert low_port_services == {"alice-mta", "alice-pop3", "bob-mta", "bob-pop3"}
 
 
 def test_routes_lead_to_a_service_that_receives_for_the_domain(
@@ -221,10 +221,14 @@ def test_health_checks_use_mta_check(servers: dict[str, Service]) -> None:
 
 
 def test_depends_on_waits_for_health(lab: dict[str, Service]) -> None:
+    dependencies = set()
     for service in lab.values():
         for dep, condition in (service.spec.get("depends_on") or {}).items():
+            dependencies.add((service.name, dep))
             assert condition == {"condition": "service_healthy"}, service.name
             assert "healthcheck" in lab[dep].spec, dep
+    # each POP3 server waits for its domain's MTA (which creates the database and certificate)
+    assert dependencies == {("alice-pop3", "alice-mta"), ("bob-pop3", "bob-mta")}
 
 
 def test_pop3_services_share_their_domains_database(servers: dict[str, Service]) -> None:
@@ -315,7 +319,6 @@ def test_dns_profile_serves_mx_records_for_the_mtas(lab: dict[str, Service],
 
 
 def test_empty_lab_routes_switch_the_mtas_to_mx_lookups() -> None:
-    need_yaml()
     lab = services(load_compose({"LAB_ROUTES": ""}))
     for name in ("alice-mta", "bob-mta"):
         config = service_config(lab[name])
@@ -323,11 +326,11 @@ def test_empty_lab_routes_switch_the_mtas_to_mx_lookups() -> None:
         assert config.relay.nameservers == (lab["dns"].address(),)
 
 
-def test_dnsmasq_accepts_its_config() -> None:
+def test_dnsmasq_accepts_its_config(need_tool) -> None:
     dnsmasq = shutil.which("dnsmasq") or ("/usr/sbin/dnsmasq" if Path("/usr/sbin/dnsmasq").exists()
                                           else None)
-    if dnsmasq is None:
-        pytest.skip("dnsmasq is not installed (Debian package dnsmasq-base)")
+    need_tool(dnsmasq is not None, "dnsmasq is not installed (Debian package dnsmasq-base)")
+    assert dnsmasq is not None
     result = subprocess.run([dnsmasq, "--test", f"--conf-file={DNS_CONF}"],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr

@@ -24,11 +24,7 @@ import tomllib
 from pathlib import Path, PurePosixPath
 
 import pytest
-
-pytest.importorskip("yaml", reason="PyYAML reads docker-compose.yml (a test dependency)")
-
-
-from lab_compose import (  # noqa: E402
+from lab_compose import (
     COMPOSE_DIR,
     DNS_CONF,
     Service,
@@ -41,7 +37,7 @@ from lab_compose import (  # noqa: E402
     source_of,
     toml_dumps,
 )
-from lab_netns import LabNetwork, Process  # noqa: E402
+from lab_netns import LabNetwork, Process
 
 SERVERS_IN_ORDER = ["bob-mta", "bob-pop3", "alice-mta", "alice-pop3"]
 LISTENING = r"mta: \S+ (mx|submission|pop3) listening on "
@@ -106,10 +102,9 @@ def mua(net: LabNetwork, env: dict[str, str], profile: Path, *args: str) -> str:
     return result.stdout
 
 
-def start_dns(net: LabNetwork, env: dict[str, str]) -> Process:
+def start_dns(net: LabNetwork, env: dict[str, str], need_tool) -> Process:
     dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
-    if not Path(dnsmasq).exists():
-        pytest.skip("dnsmasq is not installed (Debian package dnsmasq-base)")
+    need_tool(Path(dnsmasq).exists(), "dnsmasq is not installed (Debian package dnsmasq-base)")
     # the lab's own config; only what a container would not need is added (no pid file, and
     # this test's namespace address instead of the container's wildcard)
     process = net.start("dns", [dnsmasq, "--keep-in-foreground", f"--conf-file={DNS_CONF}",
@@ -120,7 +115,8 @@ def start_dns(net: LabNetwork, env: dict[str, str]) -> Process:
 
 
 @pytest.mark.parametrize("routing", ["static", "dns"])
-def test_mail_crosses_the_lab_network(routing: str, lab_net: LabNetwork, tmp_path: Path) -> None:
+def test_mail_crosses_the_lab_network(routing: str, lab_net: LabNetwork, tmp_path: Path,
+                                      need_tool) -> None:
     compose = load_compose({} if routing == "static" else {"LAB_ROUTES": ""})
     lab = services(compose)
     hosts = [*SERVERS_IN_ORDER, "mua"] + (["dns"] if routing == "dns" else [])
@@ -128,7 +124,7 @@ def test_mail_crosses_the_lab_network(routing: str, lab_net: LabNetwork, tmp_pat
         lab_net.add_host(name, address)
     env = clean_env(tmp_path)
 
-    dns = start_dns(lab_net, env) if routing == "dns" else None
+    dns = start_dns(lab_net, env, need_tool) if routing == "dns" else None
 
     # the servers, in compose's depends_on order, each waited for as compose waits for health
     started = {}

@@ -7,16 +7,14 @@ import os
 import re
 import signal
 import smtplib
-import subprocess
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from serve_helpers import start_serve
+
 from mta.server import Server
 from mta.store import Store
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def body(sender: int, n: int) -> bytes:
@@ -57,28 +55,13 @@ async def test_fifty_concurrent_senders_all_stored_once_with_group_commit(mx: Se
     assert mx.store.stats.commits < 1000
 
 
-def start_serve(config: Path) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen([sys.executable, "-m", "mta", "--config", str(config), "serve"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            cwd=ROOT)
-    assert proc.stdout is not None
-    for _ in range(20):  # bounded: the server prints one line per listener
-        line = proc.stdout.readline()
-        match = re.search(r"mx listening on [\d.]+:(\d+)", line)
-        if match:
-            return proc, int(match.group(1))
-        if not line:
-            break
-    proc.kill()
-    raise AssertionError("server did not start")
-
-
 def test_sigkill_loses_no_acknowledged_message(tmp_path: Path) -> None:
     config = tmp_path / "bob.toml"
     config.write_text('domains = ["bob.lab"]\ndatabase = "bob.db"\n'
                       '[listeners.mx]\nhost = "127.0.0.1"\nport = 0\n'
                       '[[accounts]]\naddress = "bob@bob.lab"\npassword = "pw"\n')
-    proc, port = start_serve(config)
+    proc, ports = start_serve(config)
+    port = ports["mx"]
     acked: list[str] = []
     lock = threading.Lock()
     enough = threading.Event()
@@ -125,7 +108,8 @@ def test_sigkill_loses_no_acknowledged_message(tmp_path: Path) -> None:
     assert len(acknowledged) >= 300
     assert acknowledged <= in_store, f"lost: {sorted(acknowledged - in_store)[:5]}"
     # and the restarted server serves on
-    proc, port = start_serve(config)
+    proc, ports = start_serve(config)
+    port = ports["mx"]
     try:
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
             assert c.sendmail("a@alice.lab", ["bob@bob.lab"], body(0, 0)) == {}

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import os
 import poplib
-import re
 import signal
 import smtplib
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from serve_helpers import start_serve
 
 pytestmark = pytest.mark.skipif(not hasattr(__import__("socket"), "SO_REUSEPORT"),
                                 reason="workers need SO_REUSEPORT")
@@ -24,6 +21,15 @@ pytestmark = pytest.mark.skipif(not hasattr(__import__("socket"), "SO_REUSEPORT"
 def worker_pids(parent: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True)
     return [int(p) for p in out.stdout.split()]
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (it may vanish while we look)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return "zombie" not in status.read()
+    except FileNotFoundError:
+        return False
 
 
 @pytest.fixture
@@ -35,19 +41,7 @@ def served(tmp_path: Path):
                       '[listeners.pop3]\nhost = "127.0.0.1"\nport = 0\n'
                       '[limits]\nfailed_auth_delay = 0\n'
                       '[[accounts]]\naddress = "bob@bob.lab"\npassword = "pw"\n')
-    proc = subprocess.Popen([sys.executable, "-m", "mta", "--config", str(config), "serve"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            cwd=ROOT)
-    ports = {}
-    assert proc.stdout is not None
-    for _ in range(10):  # bounded: one line per listener, then one for the workers
-        line = proc.stdout.readline()
-        match = re.search(r"(mx|pop3) listening on [\d.]+:(\d+)", line)
-        if match:
-            ports[match.group(1)] = int(match.group(2))
-        if "more worker process(es)" in line:
-            break
-    assert len(ports) == 2, "server did not start"
+    proc, ports = start_serve(config, listeners=("mx", "pop3"), workers=True)
     yield proc, ports
     if proc.poll() is None:
         proc.kill()
@@ -87,14 +81,16 @@ def test_workers_share_the_ports_and_the_database(served) -> None:
 def test_a_killed_worker_is_replaced(served) -> None:
     proc, ports = served
     before = worker_pids(proc.pid)
+    assert len(before) == 2
     os.kill(before[0], signal.SIGKILL)
     deadline = time.monotonic() + 30
+    now: list[int] = []
     while time.monotonic() < deadline:  # bounded: the pool starts a new worker
         now = worker_pids(proc.pid)
         if len(now) == 2 and before[0] not in now:
             break
         time.sleep(0.2)
-    assert len(worker_pids(proc.pid)) == 2
+    assert len(now) == 2 and before[0] not in now, f"killed worker not replaced: {now}"
     with smtplib.SMTP("127.0.0.1", ports["mx"], timeout=30) as c:
         assert c.sendmail("a@alice.lab", ["bob@bob.lab"], "Subject: x\r\n\r\nx\r\n") == {}
 
@@ -108,7 +104,6 @@ def test_workers_stop_when_the_first_process_is_killed(served) -> None:
     deadline = time.monotonic() + 30
     alive = children
     while alive and time.monotonic() < deadline:  # bounded: orphans notice the closed pipe
-        alive = [pid for pid in children if os.path.exists(f"/proc/{pid}")
-                 and "zombie" not in open(f"/proc/{pid}/status").read()]
+        alive = [pid for pid in children if running(pid)]
         time.sleep(0.1)
     assert alive == [], "worker processes outlived the first process"

@@ -71,11 +71,6 @@ async def start_pop3(maildrop: MemoryMaildrop) -> AsyncIterator[StartFn]:
 
 
 @pytest.fixture(scope="session")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="session")
 def server_tls(ca: trustme.CA) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)

@@ -23,7 +23,10 @@ def curl_pop3_missing() -> str | None:
     return None if " pop3" in protocols else "this curl was built without pop3"
 
 
-pytestmark = pytest.mark.skipif(curl_pop3_missing() is not None, reason=str(curl_pop3_missing()))
+@pytest.fixture(autouse=True)
+def curl_with_pop3(need_tool) -> None:
+    missing = curl_pop3_missing()
+    need_tool(missing is None, f"{missing} (Debian package curl)")
 
 
 async def curl(*args: str) -> bytes:

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from mta.store import Store
 from pop3.maildrop import Maildrop
 from pop3.server import POP3Options, start_server
-
-store_mod = pytest.importorskip("mta.store")
 
 BOB = "bob@bob.lab"
 BOB_PASSWORD = "bob-pw"
@@ -33,8 +32,8 @@ MESSAGES = [
 @pytest.fixture
 async def stores(tmp_path: Path) -> AsyncIterator[list]:
     """Two Store objects over one database file, with bob's mailbox filled."""
-    first = await store_mod.Store.open(tmp_path / "bob.db")
-    second = await store_mod.Store.open(tmp_path / "bob.db")
+    first = await Store.open(tmp_path / "bob.db")
+    second = await Store.open(tmp_path / "bob.db")
     await first.set_account(BOB, BOB_PASSWORD)
     await first.set_account(CAROL, CAROL_PASSWORD, apop=True)
     for raw in MESSAGES:
@@ -57,7 +56,7 @@ def login(port: int, user: str = BOB, password: str = BOB_PASSWORD) -> poplib.PO
 
 
 def test_store_is_a_maildrop() -> None:
-    assert issubclass(store_mod.Store, Maildrop)
+    assert issubclass(Store, Maildrop)
 
 
 async def test_retrieve_and_delete_over_the_store(stores) -> None:

@@ -407,10 +407,26 @@ async def test_trace_lines(start_pop3, caplog) -> None:
     assert not any("Hello Bob" in line for _, line in shown)
 
 
-async def test_tls_handshake_failure_is_quiet(start_pop3, raw_client, server_tls) -> None:
+async def test_tls_handshake_failure_is_quiet(start_pop3, raw_client, server_tls,
+                                              caplog) -> None:
+    caplog.set_level(logging.INFO, logger="labmail.pop3")
     running = await start_pop3(ssl_context=server_tls)
     client = await raw_client(running)
     assert await client.cmd("STLS") == b"+OK begin TLS negotiation\r\n"
     untrusting = ssl.create_default_context()
     with pytest.raises(ssl.SSLError):
         await client.writer.start_tls(untrusting, server_hostname="127.0.0.1")
+
+    def pop3_records() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "labmail.pop3"]
+
+    # bounded: wait until the server's session has seen the failure and ended
+    deadline = asyncio.get_running_loop().time() + 10
+    while not any("connection lost" in r.getMessage() for r in pop3_records()):
+        assert asyncio.get_running_loop().time() < deadline, "the server never ended the session"
+        await asyncio.sleep(0.01)
+    loud = [r for r in pop3_records() if r.levelno >= logging.WARNING or r.exc_info]
+    assert loud == [], [r.getMessage() for r in loud]
+    # and the server serves on
+    after = await raw_client(running)
+    assert after.greeting.startswith(b"+OK")

@@ -49,11 +49,6 @@ async def manual_lab(lab_factory: Callable[..., Any], clock: FakeClock) -> Lab:
 
 
 @pytest.fixture(scope="session")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="session")
 def cert_files(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("certs")
     cert = ca.issue_cert("127.0.0.1", "localhost", "mx.alice.lab")

@@ -19,6 +19,17 @@ ALICE_PW = "alice-lab-password"
 TWO = {"alice.lab": ["alice", "ann"], "bob.lab": ["bob"]}
 
 
+def assert_in_order(text_lines: Sequence[str], needles: Sequence[str]) -> None:
+    """Each needle starts a line of ``text_lines``, each on a later line than the one before."""
+    position = 0
+    for needle in needles:
+        found = next((i for i in range(position, len(text_lines))
+                      if text_lines[i].startswith(needle)), None)
+        assert found is not None, (f"{needle!r} missing from line {position} on:\n"
+                                   + "\n".join(text_lines))
+        position = found + 1
+
+
 def message(subject: str = "hello", body: str = "Hello Bob,\r\n.a dot line\r\nbye\r\n",
             sender: str = ALICE, to: str = BOB, headers: dict[str, str] | None = None) -> bytes:
     lines = [f"From: {sender}", f"To: {to}", f"Subject: {subject}"]
