@@ -104,8 +104,6 @@ def _run_send(args: argparse.Namespace) -> int:
         body = ""  # derived from the HTML
     else:
         body = _decode(sys.stdin.buffer.read(), "standard input")
-    for value in args.bcc:
-        compose.check_header_value("Bcc", value)
     bcc = [addr.addr_spec for addr in compose.parse_addresses("Bcc", args.bcc)]
     message = compose.build_message(
         sender=profile.address,
@@ -168,11 +166,14 @@ def _run_fetch(args: argparse.Namespace) -> int:
     with _tracing(args.trace), _progress(enabled=_is_terminal(sys.stderr)) as progress:
         result = fetch(profile, password, keep=args.keep, progress=progress)
     where = f"into {profile.maildir}"
+    # the mailbox as STAT and LIST described it before this fetch (RFC 1939 5)
+    held = (f" (the server held {result.on_server} message(s),"
+            f" {render.human_size(result.octets_on_server)})")
     if args.keep:
-        print(f"fetched {result.downloaded} new message(s) {where}; left on the server")
+        print(f"fetched {result.downloaded} new message(s) {where}; left on the server{held}")
     else:
         print(f"fetched {result.downloaded} new message(s) {where};"
-              f" {result.deleted} deleted from the server")
+              f" {result.deleted} deleted from the server{held}")
     return 0
 
 

@@ -50,7 +50,7 @@ class Attachment:
         try:
             data = path.read_bytes()
         except OSError as e:
-            raise ComposeError(f"cannot read attachment {path}: {e.strerror or e}") from None
+            raise ComposeError(f"cannot attach {path}: {e.strerror or e}") from None
         return cls(filename=path.name, data=data, content_type=content_type)
 
     def mime_type(self) -> tuple[str, str]:
@@ -79,9 +79,37 @@ def parse_addresses(field: str, values: Iterable[str]) -> list[Address]:
     for value in values:
         check_header_value(field, value)
     result = []
-    for name, addr in getaddresses(values):
+    for name, addr in getaddresses([_without_empty_items(value) for value in values]):
         result.append(make_address(field, addr, name))
     return result
+
+
+def _without_empty_items(value: str) -> str:
+    """``value`` without empty comma-separated items (``"a@b.c,"``, ``"a@b.c,,d@e.f"``).
+
+    Commas inside quoted strings, comments and angle brackets do not separate items. A value
+    with no item at all is returned unchanged, so that it is still refused as an address.
+    """
+    items, current, quoted, escaped, depth = [], [], False, False, 0
+    for char in value:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif not quoted and char in "(<":
+            depth += 1
+        elif not quoted and char in ")>":
+            depth = max(0, depth - 1)
+        elif char == "," and not quoted and not depth:
+            items.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    items.append("".join(current))
+    kept = [item for item in items if item.strip()]
+    return ",".join(kept) if kept else value
 
 
 def make_address(field: str, addr_spec: str, display_name: str = "") -> Address:

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import dataclasses
 import logging
-import mailbox
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from mua import compose, fetch, render, submit
 from mua.errors import MuaError
+from mua.folder import open_folder
 from mua.profile import Profile, profile_from_dict
 
 ALICE, BOB = "alice@alice.lab", "bob@bob.lab"
@@ -257,10 +257,6 @@ def _profile(address: str, domain: object, folder: Path) -> Profile:
     }, env={})
 
 
-def _attachments(paths: list[str]) -> list[compose.Attachment]:
-    return [compose.Attachment.from_path(Path(p)) for p in paths]
-
-
 async def _timed(out: Output, n: int, fn: Callable[[], object]) -> object:
     start = time.perf_counter()
     result = fn()
@@ -270,7 +266,9 @@ async def _timed(out: Output, n: int, fn: Callable[[], object]) -> object:
     return result
 
 
-async def _run(args: argparse.Namespace, out: Output) -> int:
+async def _run(
+    args: argparse.Namespace, out: Output, attachments: list[compose.Attachment]
+) -> int:
     from mta.lab import LAB_QUEUE, Lab  # the demo is a composition root: it may use mta
     from mta.routing import Router
 
@@ -304,7 +302,6 @@ async def _run(args: argparse.Namespace, out: Output) -> int:
             out.heading(1)
             subject = args.subject or out.t("subject")
             body = args.body if args.body is not None else out.t("body")
-            attachments = _attachments(args.attach)
             fields = [f"From: Alice <{ALICE}>", f"To: Bob <{BOB}>", f"Subject: {subject}",
                       "Body:"] + ["  " + line for line in body.rstrip("\n").split("\n")]
             fields += [f"Attachment: {a.filename} ({len(a.data)} bytes)" for a in attachments]
@@ -366,8 +363,8 @@ async def _run(args: argparse.Namespace, out: Output) -> int:
             out.wait()
             out.heading(5)
             mark = collector.mark()
-            fetched = await _timed(out, 5, lambda: asyncio.to_thread(
-                fetch.fetch, bob_profile, bob.password(BOB)))
+            fetched: fetch.FetchResult = await _timed(out, 5, lambda: asyncio.to_thread(
+                fetch.fetch, bob_profile, bob.password(BOB)))  # type: ignore[assignment]
             out.label(out.t("s5.view"))
             out.transcript(collector.lines(mark, "pop3"))
             out.say(out.t("s5.saved", path=bob_profile.maildir))
@@ -376,12 +373,13 @@ async def _run(args: argparse.Namespace, out: Output) -> int:
             out.wait()
             out.heading(6)
             t6 = time.perf_counter()
-            received = _only_message(bob_profile.maildir)
+            received = (open_folder(bob_profile.maildir).get_bytes(fetched.keys[-1])
+                        if fetched.keys else b"")  # none: _compare says what went wrong
             parsed = render.parse(received)
             out.block(render.render_message(parsed), limit=80)
             out.times[6] = time.perf_counter() - t6
 
-            problem = _compare(message, parsed, fetched)  # type: ignore[arg-type]
+            problem = _compare(message, parsed, fetched)
             total = time.perf_counter() - started
             if problem:
                 out.say(out.t("broken", why=problem))
@@ -402,16 +400,10 @@ async def _run(args: argparse.Namespace, out: Output) -> int:
             temp.cleanup()
 
 
-def _only_message(maildir: Path) -> bytes:
-    box = mailbox.Maildir(str(maildir), factory=None, create=False)
-    keys = sorted(box.keys())
-    return box.get_bytes(keys[-1])
-
-
-def _compare(sent: EmailMessage, got: EmailMessage, fetched: object) -> str | None:
+def _compare(sent: EmailMessage, got: EmailMessage, fetched: fetch.FetchResult) -> str | None:
     """Why the received message differs from the one composed, or None if it is intact."""
-    if getattr(fetched, "downloaded", 0) != 1:
-        return f"expected one message by POP3, got {getattr(fetched, 'downloaded', 0)}"
+    if fetched.downloaded != 1:
+        return f"expected one message by POP3, got {fetched.downloaded}"
     for name in ("From", "To", "Subject", "Message-ID", "Date"):
         if str(sent[name]) != str(got[name]):
             return f"header {name} changed: {sent[name]!r} -> {got[name]!r}"
@@ -435,18 +427,15 @@ def run(args: argparse.Namespace) -> int:
         from rich.console import Console
 
         console = Console(highlight=False)
-    for path in args.attach:
-        if not Path(path).is_file():
-            print(f"mua demo: cannot attach {path}: no such file", file=sys.stderr)
-            return 2
     out = Output(args.lang, args.pause, console)
     try:
-        return asyncio.run(_run(args, out))
+        attachments = [compose.Attachment.from_path(p) for p in args.attach]  # exit 2 if missing
+        return asyncio.run(_run(args, out, attachments))
     except KeyboardInterrupt:
         return 130
     except MuaError as exc:
         print(f"mua demo: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except TimeoutError:
         print("mua demo: the message did not arrive in time", file=sys.stderr)
         return 1

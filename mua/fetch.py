@@ -7,7 +7,8 @@ message and QUIT, spoken by stdlib ``poplib``; every line is logged through ``mu
 Safety rules, so that a dropped connection never loses or duplicates mail:
 - each message is written to the Maildir's ``tmp/``, fsynced and renamed into ``new/`` (the
   Maildir delivery protocol) before anything else happens to it;
-- its UIDL is then recorded in a small memory file next to the messages (``labmail-uidl.json``);
+- its UIDL is then recorded (fsynced) in a small memory file next to the messages
+  (``labmail-uidl.json``, plus a journal of the UIDLs stored since it was last rewritten);
 - only after that does a classic fetch send DELE, and deletions take effect only at QUIT
   (RFC 1939 6), so a connection lost midway leaves every message on the server; the next fetch
   deletes the ones already stored (their UIDLs are remembered) instead of downloading them again.
@@ -51,7 +52,7 @@ class FetchResult:
     """What a fetch did: messages on the server, downloaded, deleted and their Maildir keys."""
 
     on_server: int = 0
-    octets_on_server: int = 0  # from LIST: exact sizes as the server sends them (RFC 1939 5)
+    octets_on_server: int = 0  # total of the LIST sizes (RFC 1939 5); shown by ``mua fetch``
     downloaded: int = 0
     deleted: int = 0
     keys: list[str] = field(default_factory=list)
@@ -78,20 +79,9 @@ class _TracingMixin:
         return line, octets
 
     def _getlongresp(self) -> tuple[bytes, list[bytes], int]:
-        resp = self._getresp()  # type: ignore[attr-defined]
-        self._long_lines = 0
+        self._long_lines = -1  # the status line counts as 0, the lines after it from 1
         try:
-            lines: list[bytes] = []
-            octets = 0
-            line, o = self._getline()
-            while line != b".":
-                if line.startswith(b".."):  # RFC 1939 3: byte-stuffed termination octet
-                    o -= 1
-                    line = line[1:]
-                octets += o
-                lines.append(line)
-                line, o = self._getline()
-            return resp, lines, octets
+            return super()._getlongresp()  # type: ignore[misc]
         finally:
             self._long_lines = None
 
@@ -132,25 +122,28 @@ def fetch(
     except OSError as e:
         raise FetchError(f"cannot create the mail folder {folder}: {e.strerror or e}") from None
     try:
-        _fetch(server, password, folder, keep, progress, result)
+        try:
+            _fetch(server, password, folder, keep, progress, result)
+        except poplib.error_proto as e:
+            raise FetchError(_lost(server, result, _reply(e))) from None
+        except ssl.SSLCertVerificationError as e:
+            raise FetchError(
+                f"TLS with {server.peer} failed: certificate not trusted ({e.verify_message});"
+                " set pop3.ca_file in the profile"
+            ) from None
+        except ssl.SSLError as e:
+            raise FetchError(_lost(server, result, f"TLS failed: {e.reason or e}")) from None
+        except TimeoutError:
+            raise FetchError(_lost(server, result, "timed out")) from None
+        except ConnectionRefusedError:
+            raise FetchError(f"cannot connect to {server.peer}: connection refused") from None
+        except OSError as e:
+            raise FetchError(_lost(server, result, e.strerror or str(e))) from None
+        except (ValueError, UnicodeError) as e:  # e.g. a host name the socket layer refuses
+            raise FetchError(f"cannot talk to {server.peer}: {e}") from None
     except FetchError as e:
-        e.stored = result.downloaded
+        e.stored = result.downloaded  # the one place: every failure reports what was stored
         raise
-    except poplib.error_proto as e:
-        raise FetchError(_lost(server, result, _reply(e)), result.downloaded) from None
-    except ssl.SSLCertVerificationError as e:
-        raise FetchError(
-            f"TLS with {server.peer} failed: certificate not trusted ({e.verify_message});"
-            " set pop3.ca_file in the profile"
-        ) from None
-    except ssl.SSLError as e:
-        raise FetchError(_lost(server, result, f"TLS failed: {e.reason or e}")) from None
-    except TimeoutError:
-        raise FetchError(_lost(server, result, "timed out"), result.downloaded) from None
-    except ConnectionRefusedError:
-        raise FetchError(f"cannot connect to {server.peer}: connection refused") from None
-    except OSError as e:
-        raise FetchError(_lost(server, result, e.strerror or str(e)), result.downloaded) from None
     return result
 
 
@@ -213,7 +206,7 @@ def _fetch(
             result.downloaded += 1
             if uids is not None:
                 seen.add(uids[n])
-                memory.save(seen)
+                memory.remember(uids[n])  # on disk before the DELE below
             if not keep:
                 pop.dele(n)  # only marks it: RFC 1939 5
                 deleted += 1
@@ -290,26 +283,64 @@ def _reply(error: poplib.error_proto) -> str:
 
 
 class UidMemory:
-    """The UIDLs already stored locally, per account, in one JSON file written atomically."""
+    """The UIDLs already stored locally, per account.
+
+    ``labmail-uidl.json`` holds every account's list and is rewritten atomically by ``save``
+    (once per fetch); in between, ``remember`` appends each new UIDL to a journal next to it
+    (``labmail-uidl.json.journal``, one fsynced JSON line each), so a remembered UIDL is on disk
+    before its DELE is sent without rewriting the whole file per message. ``load`` reads both.
+    """
 
     def __init__(self, path: Path, account: str) -> None:
         self.path = path
+        self.journal = path.with_name(path.name + ".journal")
         self.account = account
+        self._data: dict[str, list[str]] | None = None
+        self._torn = False  # the journal ends in a partial line: start the next one afresh
 
-    def _all(self) -> dict[str, list[str]]:
+    def _read(self) -> dict[str, list[str]]:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return {}
+            data = {}
         except (OSError, ValueError) as e:
             raise FetchError(f"cannot read {self.path}: {e}") from None
-        return data if isinstance(data, dict) else {}
+        data = data if isinstance(data, dict) else {}
+        try:
+            text = self.journal.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            text = ""
+        except OSError as e:
+            raise FetchError(f"cannot read {self.journal}: {e}") from None
+        self._torn = bool(text) and not text.endswith("\n")
+        for line in text.splitlines():
+            try:
+                account, uid = json.loads(line)
+            except (ValueError, TypeError):
+                continue  # a line torn by a crash: its DELE was never sent
+            if isinstance(account, str) and isinstance(uid, str):
+                known = data.get(account)
+                data[account] = [*known, uid] if isinstance(known, list) else [uid]
+        return data
 
     def load(self) -> set[str]:
-        return set(self._all().get(self.account, []))
+        self._data = self._read()
+        return set(self._data.get(self.account, []))
+
+    def remember(self, uid: str) -> None:
+        """Record one stored message's UIDL durably (fsynced) before it may be deleted."""
+        new = not self.journal.exists()
+        with open(self.journal, "a", encoding="utf-8") as f:
+            f.write(("\n" if self._torn else "") + json.dumps([self.account, uid]) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self._torn = False
+        if new:
+            _fsync_dir(self.journal.parent)
 
     def save(self, uids: set[str]) -> None:
-        data = self._all()
+        """Replace this account's list by ``uids`` (atomic rewrite) and drop the journal."""
+        data = self._data if self._data is not None else self._read()
         data[self.account] = sorted(uids)
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
@@ -317,6 +348,15 @@ class UidMemory:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
+        self.journal.unlink(missing_ok=True)  # everything in it is in the file now
+
+
+def _fsync_dir(path: Path) -> None:
+    dir_fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _ensure_maildir(folder: Path) -> None:
@@ -328,7 +368,11 @@ _counter = 0
 
 
 def deliver(folder: Path, data: bytes) -> str:
-    """Store one message in a Maildir durably (tmp/, fsync, rename to new/); return its key."""
+    """Store one message in a Maildir durably (tmp/, fsync, rename to new/); return its key.
+
+    Not ``mailbox.Maildir.add``: that creates the file with mode 0o666 (minus the umask) where
+    mail must be 0o600, and does not fsync the ``new/`` directory after the rename.
+    """
     global _counter
     _counter += 1
     now = time.time()
@@ -346,9 +390,5 @@ def deliver(folder: Path, data: bytes) -> str:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    dir_fd = os.open(folder / "new", os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    _fsync_dir(folder / "new")  # the rename itself is durable too
     return key

@@ -42,16 +42,18 @@ def open_folder(path: Path) -> mailbox.Maildir:
     return mailbox.Maildir(path, factory=None, create=False)
 
 
-def keys(path: Path) -> list[str]:
-    """Maildir keys in arrival order."""
-    return sorted(open_folder(path).keys(), key=_order)
+def keys(path: Path, box: mailbox.Maildir | None = None) -> list[str]:
+    """Maildir keys in arrival order (``box``: the folder at ``path`` when already open)."""
+    if box is None:
+        box = open_folder(path)
+    return sorted(box.keys(), key=_order)
 
 
 def messages(path: Path) -> list[StoredMessage]:
     """Every message in arrival order, numbered from 1."""
     box = open_folder(path)
     result = []
-    for number, key in enumerate(sorted(box.keys(), key=_order), start=1):
+    for number, key in enumerate(keys(path, box), start=1):
         try:
             data = box.get_bytes(key)
         except (KeyError, OSError):
@@ -63,7 +65,7 @@ def messages(path: Path) -> list[StoredMessage]:
 def get(path: Path, number: int) -> StoredMessage:
     """Message ``number`` (1-based, as ``mua list`` shows it)."""
     box = open_folder(path)
-    ordered = sorted(box.keys(), key=_order)
+    ordered = keys(path, box)
     if not 1 <= number <= len(ordered):
         raise FolderError(
             f"no message {number}: the folder has {len(ordered)} message(s)"

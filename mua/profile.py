@@ -236,7 +236,7 @@ def get_password(
     ask = prompt or getpass.getpass
     try:
         return ask(f"Password for {profile.address}: ")
-    except (EOFError, KeyboardInterrupt):
+    except EOFError:  # Ctrl-D; Ctrl-C (KeyboardInterrupt) propagates: the CLI exits 130
         raise ProfileError("no password given") from None
 
 

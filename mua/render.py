@@ -17,6 +17,7 @@ import codecs
 import mimetypes
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
@@ -125,7 +126,7 @@ def list_row(number: int, msg: Message, size: int) -> ListRow:
         sender=sender_label(msg),
         subject=header(msg, "Subject"),
         size=size,
-        has_attachments=bool(attachments(msg)),
+        has_attachments=has_attachments(msg),
     )
 
 
@@ -140,11 +141,13 @@ def human_size(size: int) -> str:
 
 def body_part(msg: Message) -> Message | None:
     """The part to show: text/plain first, else text/html, else None."""
-    try:
-        if isinstance(msg, EmailMessage):
-            return msg.get_body(preferencelist=("plain", "html"))
-    except Exception:
-        pass
+    if isinstance(msg, EmailMessage):
+        try:
+            part = msg.get_body(preferencelist=("plain", "html"))
+        except Exception:
+            part = None
+        if part is not None:
+            return part
     if not msg.is_multipart() and msg.get_content_maintype() == "text":
         return msg
     return None
@@ -195,36 +198,43 @@ def _payload_bytes(part: Message) -> bytes:
 
 def attachments(msg: Message) -> list[AttachmentInfo]:
     """Every part that is not the shown body nor a text alternative of it, in order."""
-    shown = body_part(msg)
-    found: list[AttachmentInfo] = []
+    return [
+        AttachmentInfo(
+            index=index,
+            filename=safe_filename(_filename(part), f"attachment-{index}{_extension(part)}"),
+            content_type=part.get_content_type(),
+            size=len(_payload_bytes(part)),
+            part=part,
+        )
+        for index, part in enumerate(_attachment_parts(msg), start=1)
+    ]
 
-    def visit(part: Message) -> None:
-        if part is shown:
-            return
+
+def has_attachments(msg: Message) -> bool:
+    """Whether ``attachments(msg)`` would list anything, without decoding any payload."""
+    return next(_attachment_parts(msg), None) is not None
+
+
+def _attachment_parts(msg: Message) -> Iterator[Message]:
+    """The parts ``attachments`` lists, in order, undecoded."""
+    shown = body_part(msg)
+
+    def visit(part: Message) -> Iterator[Message]:
+        disposition = (part.get_content_disposition() or "").lower()
+        if part is shown and disposition != "attachment":
+            return  # a whole-message attachment is both shown and listed (so it can be saved)
         maintype = part.get_content_maintype()
         if maintype == "multipart" and part.is_multipart():
             for sub in part.get_payload():
                 if isinstance(sub, Message):
-                    visit(sub)
+                    yield from visit(sub)
             return
-        disposition = (part.get_content_disposition() or "").lower()
-        raw_name = _filename(part)
-        if maintype == "text" and disposition != "attachment" and not raw_name:
+        if maintype == "text" and disposition != "attachment" and not _filename(part):
             return  # an alternative rendering of the body (text/html next to text/plain)
-        index = len(found) + 1
-        found.append(
-            AttachmentInfo(
-                index=index,
-                filename=safe_filename(raw_name, f"attachment-{index}{_extension(part)}"),
-                content_type=part.get_content_type(),
-                size=len(_payload_bytes(part)),
-                part=part,
-            )
-        )
+        yield part
 
-    if msg.is_multipart():
-        visit(msg)
-    return found
+    if msg.is_multipart() or msg.get_content_maintype() != "multipart":
+        yield from visit(msg)  # a single-part message may itself be the attachment (a PDF)
 
 
 def _extension(part: Message) -> str:
@@ -249,12 +259,13 @@ def safe_filename(name: str, fallback: str) -> str:
     name = clean(str(name)).replace("\n", " ").replace("\t", " ")
     name = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
     name = name.lstrip(".").strip()
-    while len(name.encode("utf-8")) > MAX_FILENAME_BYTES:
+    data = name.encode("utf-8", "replace")  # a lone surrogate becomes "?"
+    if len(data) > MAX_FILENAME_BYTES:  # cut once, keeping a short extension
         stem, dot, ext = name.rpartition(".")
-        if dot and stem and len(ext) < 16:
-            name = stem[:-1] + "." + ext
-        else:
-            name = name[:-1]
+        suffix = ("." + ext).encode("utf-8", "replace") if dot and stem and len(ext) < 16 else b""
+        head = data[: len(data) - len(suffix)] if suffix else data
+        data = head[: MAX_FILENAME_BYTES - len(suffix)] + suffix
+    name = data.decode("utf-8", "ignore")  # "ignore" drops a character cut in two
     return name or fallback
 
 

@@ -92,7 +92,6 @@ def submit(
     message: EmailMessage,
     *,
     bcc: Iterable[str] = (),
-    local_hostname: str | None = None,
 ) -> SubmitResult:
     """Submit ``message`` as ``profile.address`` to the profile's SMTP server (step 3).
 
@@ -105,9 +104,7 @@ def submit(
         raise SubmitError("the message has no recipients")
     data = to_bytes(message)
     try:
-        return _submit(server, profile.address, password, rcpts, data, local_hostname)
-    except SubmitError:
-        raise
+        return _submit(server, profile.address, password, rcpts, data)
     except smtplib.SMTPAuthenticationError as e:
         raise _reply_error(f"{server.peer} refused the login for {server.login}", e) from None
     except smtplib.SMTPSenderRefused as e:
@@ -155,15 +152,12 @@ def _submit(
     password: str,
     rcpts: list[str],
     data: bytes,
-    local_hostname: str | None,
 ) -> SubmitResult:
     context = server.ssl_context()  # also used by STARTTLS when "none" finds it offered
     if server.security == "tls":
-        smtp: smtplib.SMTP = TracingSMTP_SSL(
-            local_hostname=local_hostname, timeout=server.timeout, context=context
-        )
+        smtp: smtplib.SMTP = TracingSMTP_SSL(timeout=server.timeout, context=context)
     else:
-        smtp = TracingSMTP(local_hostname=local_hostname, timeout=server.timeout)
+        smtp = TracingSMTP(timeout=server.timeout)
     smtp.transcript = Transcript(STEP, server.peer)  # type: ignore[attr-defined]
     smtp._host = server.host  # TLS server name; smtplib sets it only when __init__ connects
     try:

@@ -39,6 +39,7 @@ Nothing is imported from ``mta`` and nothing starts until a test asks for the fi
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import re
 import smtplib
@@ -58,7 +59,7 @@ import pytest
 if TYPE_CHECKING:
     from mta.clock import Clock
     from mta.lab import Lab, LabDomain
-    from mta.store import QueueRow
+    from mta.store import Entry, QueueRow
 
 T = TypeVar("T")
 
@@ -67,6 +68,7 @@ DEFAULT_CATCH_ALL = "test.lab"
 DEFAULT_TIMEOUT = 5.0
 OPTIONS = ("clock", "catch_all", "domains", "tls")
 CALL_TIMEOUT = 60.0  # a bound on any one call into the lab's loop
+FETCH_BATCH = 500  # messages read per Store.fetch_many call (its own bound)
 
 # Loggers whose records the lab keeps (levels lowered while a lab runs, then restored).
 _LOGGER_LEVELS = {"labmail.trace": logging.DEBUG, "labmail.submission": logging.INFO,
@@ -548,6 +550,7 @@ class MailLab:
             message = build_message(sender=sender, to=to, cc=cc, subject=subject, body=body,
                                     html=html)
         else:
+            message = copy.deepcopy(message)  # the headers added below are not the caller's
             sender = from_ or (getaddresses([str(message["From"])])[0][1]
                                if message["From"] else self.sender.address)
             if to and not message["To"]:
@@ -612,11 +615,20 @@ class MailLab:
             return domain, self.catch_all or "", mailbox
         return domain, mailbox, None
 
-    async def _messages(self, domain: LabDomain, owner: str,
-                        wanted: str | None) -> list[LabMessage]:
+    async def _messages(self, domain: LabDomain, owner: str, wanted: str | None,
+                        entries: Sequence[Entry] | None = None) -> list[LabMessage]:
+        if entries is None:
+            entries = await domain.store.list_entries(owner)
+        ids = [entry.id for entry in entries]
+        raws: dict[int, bytes] = {}
+        for start in range(0, len(ids), FETCH_BATCH):
+            raws.update(await domain.store.fetch_many(owner, ids[start:start + FETCH_BATCH]))
         found = []
-        for entry in await domain.store.list_entries(owner):
-            message = _parse(await domain.store.fetch(owner, entry.id))
+        for entry in entries:
+            raw = raws.get(entry.id)
+            if raw is None:
+                continue  # removed meanwhile (a POP3 client's DELE)
+            message = _parse(raw)
             message.mailbox, message.envelope_sender = owner, entry.sender
             message.queue_id, message.uid = entry.txn_id, entry.uid
             if wanted is None or _addressed_to(message, wanted):
@@ -632,13 +644,19 @@ class MailLab:
                 arrived.set()
 
         remove = domain.store.on_delivery(seen)
+        parsed: tuple[int, ...] | None = None  # the entries parsed last time round
         try:
             async with asyncio.timeout(timeout):
                 while True:
                     arrived.clear()
-                    found = await self._messages(domain, owner, wanted)
-                    if len(found) >= count:
-                        return found
+                    entries = await domain.store.list_entries(owner)
+                    ids = tuple(entry.id for entry in entries)
+                    # parse only when enough entries are there and they changed since
+                    if len(entries) >= count and ids != parsed:
+                        parsed = ids
+                        found = await self._messages(domain, owner, wanted, entries)
+                        if len(found) >= count:
+                            return found
                     await arrived.wait()
         except TimeoutError:
             return None

@@ -56,6 +56,7 @@ def test_send_fetch_list_read_save(lab, capsys, monkeypatch, tmp_path):
     code, out, err = run(capsys, monkeypatch, bob, USERS[BOB], "fetch")
     assert code == 0, err
     assert "fetched 1 new message(s)" in out and "1 deleted from the server" in out
+    assert "(the server held 1 message(s), " in out and " KB)" in out  # from STAT and LIST
     assert pop3.mailbox(BOB).messages == []
 
     code, out, err = run(capsys, monkeypatch, bob, USERS[BOB], "list")
@@ -196,3 +197,20 @@ def test_subcommands_can_be_registered(capsys, monkeypatch):
                                                         else 0))
     assert "demo" in build_parser().format_help()
     assert main(["demo", "--flag"]) == 7
+
+
+def test_ctrl_c_at_the_password_prompt_exits_130(tmp_path, monkeypatch, capsys):
+    import getpass
+
+    import mua.profile
+
+    def interrupted(prompt=""):
+        raise KeyboardInterrupt
+
+    monkeypatch.delenv("MUA_PASSWORD", raising=False)
+    monkeypatch.delenv("MUA_PASSWORD_FILE", raising=False)
+    monkeypatch.setattr(mua.profile, "_has_terminal", lambda: True)
+    monkeypatch.setattr(getpass, "getpass", interrupted)
+    profile = write_profile(tmp_path / "bob.toml", make_profile(tmp_path, address=BOB))
+    assert main(["--profile", str(profile), "fetch"]) == 130
+    assert "interrupted" in capsys.readouterr().err

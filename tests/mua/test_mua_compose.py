@@ -202,3 +202,14 @@ def test_any_text_round_trips(subject, name, body):
     assert " ".join(back["From"].addresses[0].display_name.split()) == " ".join(name.split())
     expected = body if body.endswith("\n") else body + "\n"
     assert back.get_content() == expected
+
+
+def test_empty_address_items_are_skipped():
+    from mua.compose import ComposeError, parse_addresses
+
+    got = parse_addresses("To", ["a@b.lab,", "c@d.lab, ,e@f.lab", '"Doe, J" <j@x.lab>,'])
+    assert [a.addr_spec for a in got] == ["a@b.lab", "c@d.lab", "e@f.lab", "j@x.lab"]
+    assert got[-1].display_name == "Doe, J"
+    for nothing in (",", "<>"):  # no address at all is still refused
+        with pytest.raises(ComposeError):
+            parse_addresses("To", [nothing])

@@ -63,6 +63,7 @@ def test_keep_twice_downloads_once(start_pop3, tmp_path, ca_file):
     pop3.mailbox(BOB).add(sample(2))
     result = fetch(profile, PASSWORD, keep=True)
     assert (result.downloaded, result.deleted) == (1, 0)
+    assert result.octets_on_server == sum(len(d) for _, d in pop3.mailbox(BOB).messages) > 0
     assert len(stored(profile)) == 2
     # a classic fetch afterwards deletes both without downloading them again
     result = fetch(profile, PASSWORD)
@@ -162,3 +163,87 @@ def test_against_labmail_pop3_server(loop_thread, tmp_path):
             server.close()
 
         loop_thread.run(stop())
+
+
+def test_bad_host_name_is_a_fetch_error(tmp_path):
+    import dataclasses
+
+    profile = make_profile(tmp_path, address=BOB)
+    profile = dataclasses.replace(
+        profile, pop3=dataclasses.replace(profile.pop3, host="a" * 64 + ".lab"))
+    with pytest.raises(FetchError, match="cannot talk to") as e:
+        fetch(profile, PASSWORD)
+    assert e.value.stored == 0
+
+
+def test_tls_error_mid_fetch_reports_what_was_stored(start_pop3, tmp_path, monkeypatch):
+    import ssl
+
+    from mua import fetch as fetch_module
+
+    pop3 = start_pop3(tls=False)
+    for n in range(3):
+        pop3.mailbox(BOB).add(sample(n))
+    real_retr = fetch_module.TracingPOP3.retr
+    calls = []
+
+    def retr(self, which):
+        calls.append(which)
+        if len(calls) == 3:
+            error = ssl.SSLError(1, "record layer failure")
+            error.reason = "DECRYPTION_FAILED_OR_BAD_RECORD_MAC"
+            raise error
+        return real_retr(self, which)
+
+    monkeypatch.setattr(fetch_module.TracingPOP3, "retr", retr)
+    profile = bob_profile(tmp_path, pop3)
+    with pytest.raises(FetchError, match="TLS failed.*2 message\\(s\\) were stored") as e:
+        fetch(profile, PASSWORD)
+    assert e.value.stored == 2
+    assert len(stored(profile)) == 2
+
+
+def test_uid_memory_journal_survives_an_interruption(start_pop3, tmp_path):
+    pop3 = start_pop3(tls=False, drop_after_retr=2)
+    for n in range(4):
+        pop3.mailbox(BOB).add(sample(n))
+    profile = bob_profile(tmp_path, pop3)
+    with pytest.raises(FetchError):
+        fetch(profile, PASSWORD, keep=True)
+    journal = profile.maildir / (UIDL_FILE + ".journal")
+    account = f"{BOB}@127.0.0.1:{pop3.port}"
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert [a for a, _uid in lines] == [account, account]
+    with journal.open("a") as f:
+        f.write('["torn by a cra')  # a crash mid-append must not break the next fetch
+    pop3.drop_after_retr = 3  # the fixture counts RETRs across sessions: one more
+    with pytest.raises(FetchError):
+        fetch(profile, PASSWORD, keep=True)
+    lines = journal.read_text().splitlines()
+    assert lines[2] == '["torn by a cra' and json.loads(lines[3])[0] == account
+    pop3.drop_after_retr = None
+    result = fetch(profile, PASSWORD, keep=True)
+    assert result.downloaded == 1  # the three remembered ones are not downloaded again
+    assert len(stored(profile)) == 4
+    assert not journal.exists()  # folded into the JSON file by the final save
+    remembered = json.loads((profile.maildir / UIDL_FILE).read_text())[account]
+    assert len(remembered) == 4 and remembered == sorted(remembered)
+
+
+def test_trace_of_a_long_response_is_bounded(start_pop3, tmp_path, caplog):
+    from mua.fetch import LONG_LINES_TRACED
+
+    pop3 = start_pop3(tls=False)
+    body = "".join(f"line {i}\n" for i in range(100)) + ".dot last\n"
+    pop3.mailbox(BOB).add(to_bytes(build_message(sender=ALICE, to=[BOB], subject="long",
+                                                 date=DATE, body=body)))
+    caplog.set_level(logging.INFO, logger=LOGGER_NAME)
+    profile = bob_profile(tmp_path, pop3)
+    fetch(profile, PASSWORD)
+    lines = [(r.direction, r.line) for r in caplog.records if r.name == LOGGER_NAME]
+    start = lines.index(("C", "RETR 1"))
+    retr = lines[start + 1: lines.index(("C", "DELE 1"))]
+    assert retr[0][1].startswith("+OK")  # the status line, then at most 40 lines of the message
+    assert len(retr) == 1 + LONG_LINES_TRACED + 2  # ... the note and the final "."
+    assert retr[-2] == ("S", "[more lines not shown]") and retr[-1] == ("S", ".")
+    assert b"\n.dot last\n" in stored(profile)[0]  # unstuffed by poplib

@@ -85,3 +85,18 @@ def test_password_sources(tmp_path):
         get_password(bare, env={}, interactive=False)
     with pytest.raises(ProfileError, match="cannot read password file"):
         get_password(bare, env={"MUA_PASSWORD_FILE": str(tmp_path / "missing")})
+
+
+def test_ctrl_c_at_the_password_prompt_propagates(tmp_path):
+    bare = load_profile(write(tmp_path, 'address = "a@b.lab"\n'), env={})
+
+    def interrupted(prompt):
+        raise KeyboardInterrupt
+
+    def closed(prompt):
+        raise EOFError
+
+    with pytest.raises(KeyboardInterrupt):
+        get_password(bare, env={}, prompt=interrupted, interactive=True)
+    with pytest.raises(ProfileError, match="no password given"):
+        get_password(bare, env={}, prompt=closed, interactive=True)

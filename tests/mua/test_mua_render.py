@@ -155,3 +155,67 @@ def test_traversal_attachment_name_is_sanitised():
            b"--b--\n")
     names = [a.filename for a in attachments(parse(raw))]
     assert names == ["passwd", "报.sh"]
+
+
+def test_whole_message_pdf_is_an_attachment():
+    raw = (b"From: a@x\nSubject: scan\nMIME-Version: 1.0\nContent-Type: application/pdf\n"
+           b"Content-Disposition: attachment; filename=\"scan.pdf\"\n"
+           b"Content-Transfer-Encoding: base64\n\n" + base64.encodebytes(b"%PDF-1.4 data"))
+    msg = parse(raw)
+    found = attachments(msg)
+    assert [(a.index, a.filename, a.content_type) for a in found] == [
+        (1, "scan.pdf", "application/pdf")]
+    assert found[0].payload() == b"%PDF-1.4 data"
+    assert body_text(msg) == ""
+    text = render_message(msg)
+    assert "[no text or HTML part]" in text
+    assert "1. scan.pdf  (application/pdf, 13 B)" in text
+    assert list_row(1, msg, len(raw)).has_attachments
+
+
+def test_whole_message_pdf_without_a_name_gets_a_fallback_name():
+    raw = b"From: a@x\nContent-Type: application/pdf\n\n%PDF\n"
+    assert [a.filename for a in attachments(parse(raw))] == ["attachment-1.pdf"]
+
+
+def test_text_message_marked_as_attachment_can_be_read_and_saved():
+    raw = (b"From: a@x\nSubject: notes\nContent-Type: text/plain; charset=utf-8\n"
+           b"Content-Disposition: attachment; filename=\"notes.txt\"\n\nhello notes\n")
+    msg = parse(raw)
+    assert body_text(msg) == "hello notes\n"
+    found = attachments(msg)
+    assert [(a.filename, a.payload()) for a in found] == [("notes.txt", b"hello notes\n")]
+    assert "1. notes.txt  (text/plain" in render_message(msg)
+
+
+def test_plain_single_part_message_has_no_attachments():
+    msg = parse(b"From: a@x\nContent-Type: text/plain\n\nhi\n")
+    assert body_text(msg) == "hi\n"
+    assert attachments(msg) == []
+    malformed = parse(b"From: a@x\nContent-Type: multipart/mixed\n\nno boundary\n")
+    assert attachments(malformed) == []
+
+
+def test_safe_filename_cuts_long_names_once_and_keeps_the_extension():
+    name = safe_filename("报" * 100 + ".pdf", "f")  # 3 bytes a character: cut mid-character
+    assert name == "报" * 65 + ".pdf" and len(name.encode()) <= 200
+    no_ext = safe_filename("é" * 150, "f")
+    assert no_ext == "é" * 100
+    long_ext = safe_filename("a" * 10 + "." + "b" * 300, "f")  # not a usable extension
+    assert long_ext == ("a" * 10 + "." + "b" * 300)[:200]
+    huge = safe_filename("x" * 2_000_000 + ".txt", "f")  # untrusted: must stay linear
+    assert huge == "x" * 196 + ".txt"
+    assert safe_filename("a\udcff.txt", "f") == "a?.txt"
+
+
+def test_list_row_flag_matches_attachments_without_decoding(monkeypatch):
+    import mua.render as render
+
+    plain = parse(b"From: a@x\nContent-Type: text/plain\n\nhi\n")
+    pdf = parse(b"From: a@x\nContent-Type: application/pdf\n\n%PDF\n")
+    with_part = parse(to_bytes(build_message(sender="a@x.lab", to=["b@x.lab"], subject="s",
+                                             body="x", attachments=[Attachment("a.bin", b"a")])))
+    expected = [bool(attachments(m)) for m in (plain, pdf, with_part)]
+    monkeypatch.setattr(render, "_payload_bytes", lambda part: pytest.fail("decoded"))
+    assert [list_row(1, m, 1).has_attachments for m in (plain, pdf, with_part)] == expected
+    assert expected == [False, True, True]
