@@ -18,20 +18,20 @@ from mta.server import Server, start
 def need_tool(condition: bool, reason: str) -> None:
     """Skip the test unless ``condition`` holds (an external tool, or root, is available).
 
-    With LABMAIL_REQUIRE_TOOLS=1 in the environment (.ci/run sets it) a missing tool fails the
+    With TESTS_REQUIRE_TOOLS=1 in the environment (.ci/run sets it) a missing tool fails the
     test instead, so a broken install cannot hide behind a skip. Tests and fixtures reach this
     through the ``need_tool`` fixture (conftest modules are not importable by name).
     """
     if condition:
         return
-    if os.environ.get("LABMAIL_REQUIRE_TOOLS") == "1":
-        pytest.fail(f"{reason} (LABMAIL_REQUIRE_TOOLS=1)", pytrace=False)
+    if os.environ.get("TESTS_REQUIRE_TOOLS") == "1":
+        pytest.fail(f"{reason} (TESTS_REQUIRE_TOOLS=1)", pytrace=False)
     pytest.skip(reason)
 
 
 @pytest.fixture(name="need_tool", scope="session")
 def need_tool_fixture() -> Callable[[bool, str], None]:
-    """``need_tool(condition, reason)``: skip, or under LABMAIL_REQUIRE_TOOLS=1 fail."""
+    """``need_tool(condition, reason)``: skip, or under TESTS_REQUIRE_TOOLS=1 fail."""
     return need_tool
 
 
