@@ -428,14 +428,9 @@ def run(args: argparse.Namespace) -> int:
 
         console = Console(highlight=False)
     out = Output(args.lang, args.pause, console)
+    # mua.cli turns a MuaError (exit code included) and Ctrl-C into one line
+    attachments = [compose.Attachment.from_path(p) for p in args.attach]  # exit 2 if missing
     try:
-        attachments = [compose.Attachment.from_path(p) for p in args.attach]  # exit 2 if missing
         return asyncio.run(_run(args, out, attachments))
-    except KeyboardInterrupt:
-        return 130
-    except MuaError as exc:
-        print(f"mua demo: {exc}", file=sys.stderr)
-        return exc.exit_code
     except TimeoutError:
-        print("mua demo: the message did not arrive in time", file=sys.stderr)
-        return 1
+        raise MuaError("demo: the message did not arrive in time") from None

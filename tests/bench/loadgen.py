@@ -180,25 +180,8 @@ def run_submit_client(
 ) -> dict[str, Any]:
     """The submission client in a subprocess of its own (times are CLOCK_MONOTONIC, which
     every process on the machine shares)."""
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--port",
-        str(port),
-        "-n",
-        str(count),
-        "-c",
-        str(concurrency),
-        "--submit",
-        "--interval",
-        str(interval),
-        "--deadline",
-        str(deadline),
-    ]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=deadline + 30)
-    if proc.returncode != 0:
-        return {"accepted": {}, "errors": [proc.stderr.strip()[-500:]], "seconds": 0.0}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return _client_process(port, count, concurrency, deadline,
+                           ["--submit", "--interval", str(interval)], {"accepted": {}})
 
 
 def run_smtp_source(
@@ -232,23 +215,18 @@ def run_asyncio_client(
     port: int, count: int, concurrency: int, deadline: float, message_size: int = 2048
 ) -> dict[str, Any]:
     """The asyncio client in a subprocess of its own; returns its JSON figures."""
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--port",
-        str(port),
-        "-n",
-        str(count),
-        "-c",
-        str(concurrency),
-        "--size",
-        str(message_size),
-        "--deadline",
-        str(deadline),
-    ]
+    return _client_process(port, count, concurrency, deadline,
+                           ["--size", str(message_size)], {"sent": 0})
+
+
+def _client_process(port: int, count: int, concurrency: int, deadline: float,
+                    extra: list[str], on_failure: dict[str, Any]) -> dict[str, Any]:
+    """Run this file as a client process; its last output line is the JSON figures."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--port", str(port),
+               "-n", str(count), "-c", str(concurrency), "--deadline", str(deadline), *extra]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=deadline + 30)
     if proc.returncode != 0:
-        return {"sent": 0, "errors": [proc.stderr.strip()[-500:]], "seconds": 0.0}
+        return {**on_failure, "errors": [proc.stderr.strip()[-500:]], "seconds": 0.0}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

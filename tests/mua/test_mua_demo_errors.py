@@ -1,17 +1,11 @@
-"""``mua demo`` error exits that need no lab: bad attachments and the MuaError exit code."""
+"""``mua demo`` error exits that need no lab: bad attachments and the MuaError exit code.
+
+They go through ``mua.cli.main``, which turns the demo's errors into one line and a code."""
 
 from __future__ import annotations
 
-import argparse
-
-from mua import demo
+from mua import cli, demo
 from mua.errors import MuaError, UsageError
-
-
-def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    demo.add_arguments(parser)
-    return parser.parse_args(list(argv))
 
 
 def test_missing_attachment_exits_2_before_the_lab_starts(tmp_path, monkeypatch, capsys):
@@ -19,9 +13,9 @@ def test_missing_attachment_exits_2_before_the_lab_starts(tmp_path, monkeypatch,
         raise AssertionError("the lab was started")
 
     monkeypatch.setattr(demo, "_run", never)
-    assert demo.run(parse("--attach", str(tmp_path / "nope.pdf"))) == 2
+    assert cli.main(["demo", "--attach", str(tmp_path / "nope.pdf")]) == 2
     assert "cannot attach" in capsys.readouterr().err
-    assert demo.run(parse("--attach", str(tmp_path))) == 2  # a directory is not a file
+    assert cli.main(["demo", "--attach", str(tmp_path)]) == 2  # a directory is not a file
 
 
 def test_mua_error_exit_code_is_kept(monkeypatch, capsys):
@@ -30,5 +24,5 @@ def test_mua_error_exit_code_is_kept(monkeypatch, capsys):
             raise error
 
         monkeypatch.setattr(demo, "_run", fail)
-        assert demo.run(parse()) == code
-        assert f"mua demo: {error}" in capsys.readouterr().err
+        assert cli.main(["demo"]) == code
+        assert f"mua: {error}" in capsys.readouterr().err
