@@ -27,7 +27,7 @@ from mta.message import (
     with_protocol,
 )
 from mta.smtp_server import exception_reply, extend_ehlo
-from mta.store import Store, StoreError, new_txn_id
+from mta.store import Store, StoreError, new_queue_id
 
 log = logging.getLogger("labmail.mx")
 
@@ -62,21 +62,21 @@ def message_id_of(raw: bytes) -> str:
 
 
 def txn_extra(component: str, hostname: str, session: Session, raw: bytes,
-              txn_id: str | None) -> dict[str, Any]:
+              queue_id: str | None) -> dict[str, Any]:
     """Structured fields of a transaction's log record: they tie the message (Message-ID,
     queue id) to the traced session (component and peer as in ``labmail.trace``)."""
     return {"component": component, "hostname": hostname,
-            "peer": trace.peer_text(session.peer), "txn_id": txn_id,
+            "peer": trace.peer_text(session.peer), "queue_id": queue_id,
             "message_id": message_id_of(raw)}
 
 
-def received_for(session: Session, envelope: Envelope, hostname: str, txn_id: str, *,
+def received_for(session: Session, envelope: Envelope, hostname: str, queue_id: str, *,
                  auth: bool) -> bytes:
     """The Received header this server adds for the session's transaction (RFC 5321 4.4)."""
     protocol = with_protocol(esmtp=session.extended_smtp, tls=session.ssl is not None,
                              auth=auth, smtputf8=envelope.smtp_utf8)
     return received_header(helo=session.host_name, peer_ip=peer_ip(session), by=hostname,
-                           protocol=protocol, txn_id=txn_id, recipients=envelope.rcpt_tos)
+                           protocol=protocol, queue_id=queue_id, recipients=envelope.rcpt_tos)
 
 
 def address_reply(error: AddressError) -> str:
@@ -181,21 +181,21 @@ class InboundHandler:
         if count_received(raw) >= self.config.limits.max_received_headers:
             log.warning("mx refused message from %s: mail loop", envelope.mail_from)
             return replies.MAIL_LOOP
-        txn_id = new_txn_id()
+        queue_id = new_queue_id()
         sender = "" if envelope.mail_from == "<>" else (envelope.mail_from or "")
         trace_headers = return_path(sender) + received_for(
-            session, envelope, self.config.hostname, txn_id, auth=False)
+            session, envelope, self.config.hostname, queue_id, auth=False)
         owners: list[str] = envelope.owners  # type: ignore[attr-defined]
         try:
-            await self.store.deliver(list(dict.fromkeys(owners)), raw, sender, txn_id,
+            await self.store.deliver(list(dict.fromkeys(owners)), raw, sender, queue_id,
                                      prefix=trace_headers)
         except StoreError as exc:
             log.error("mx could not store message from %s: %s", sender or "<>", exc)
             return replies.TEMPORARY_FAILURE
-        log.info("accepted id=%s from=<%s> to=%s size=%d", txn_id, sender,
+        log.info("accepted id=%s from=<%s> to=%s size=%d", queue_id, sender,
                  ",".join(f"<{r}>" for r in envelope.rcpt_tos), len(trace_headers) + len(raw),
-                 extra=txn_extra("mx", self.config.hostname, session, raw, txn_id))
-        return replies.QUEUED.format(txn_id=txn_id)
+                 extra=txn_extra("mx", self.config.hostname, session, raw, queue_id))
+        return replies.QUEUED.format(queue_id=queue_id)
 
     async def handle_exception(self, error: Exception) -> str:
         return exception_reply("mx", error)

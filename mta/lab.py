@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mta import server as server_mod
+from mta.addresses import normalise
 from mta.clock import Clock
 from mta.config import TLS, Account, Config, Limits, Listener, Listeners, Queue
 from mta.inbound import FaultInjector
@@ -181,7 +182,7 @@ class Lab:
 
         Event-driven (``Store.on_delivery``), no polling; TimeoutError after ``timeout``.
         """
-        owner = address.strip().lower()
+        owner = normalise(address)
         store = self.domain_of(owner).store
         arrived = asyncio.Event()
 

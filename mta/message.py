@@ -51,13 +51,13 @@ def with_protocol(*, esmtp: bool, tls: bool, auth: bool, smtputf8: bool) -> str:
     return base + ("S" if tls else "") + ("A" if auth else "")
 
 
-def received_header(*, helo: str | None, peer_ip: str, by: str, protocol: str, txn_id: str,
+def received_header(*, helo: str | None, peer_ip: str, by: str, protocol: str, queue_id: str,
                     recipients: list[str], when: float | None = None) -> bytes:
     """A Received header (RFC 5321 4.4), folded; ``for`` only when there is one recipient."""
     stamp = _stamp(int(time.time()) if when is None else when)
     helo = _clean(helo or "unknown")
     lines = [f"Received: from {helo} ([{peer_ip}])", f"\tby {_clean(by)} (labmail) with {protocol}"
-             f" id {txn_id}"]
+             f" id {queue_id}"]
     if len(recipients) == 1:
         lines.append(f"\tfor <{_clean(recipients[0])}>;")
     else:

@@ -35,13 +35,14 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
-from mta import dsn, queue
+from mta import dsn, retry_policy
 from mta.clock import Clock
 from mta.config import Config
 from mta.connections import SessionCache, close_session
+from mta.retry_policy import AttemptKind
 from mta.routing import Hop, RouteError, Router
 from mta.smtp_client import TracedSMTP
-from mta.store import Bounce, Outcome, QueueRow, Store, StoreError
+from mta.store import Bounce, Outcome, QueueRow, QueueState, Store, StoreError
 
 log = logging.getLogger("labmail.relay")
 
@@ -53,7 +54,7 @@ class Attempt:
     """What one delivery attempt said about one recipient."""
 
     reply: str                   # "250 2.0.0 OK", or what went wrong without an SMTP reply
-    kind: str                    # "delivered", "temporary" or "permanent"
+    kind: AttemptKind
     status: str                  # RFC 3463
     smtp_reply: bool = True
     remote: Hop | None = None
@@ -65,13 +66,13 @@ def _reply_text(code: int, message: str) -> str:
 
 def from_reply(code: int, message: str, hop: Hop | None) -> Attempt:
     text = _reply_text(code, message)
-    kind = ("delivered" if 200 <= code < 300 else
-            "permanent" if 500 <= code < 600 else "temporary")
+    kind = (AttemptKind.DELIVERED if 200 <= code < 300 else
+            AttemptKind.PERMANENT if 500 <= code < 600 else AttemptKind.TEMPORARY)
     return Attempt(text, kind, dsn.status_of(text), True, hop)
 
 
 def temporary(text: str, hop: Hop | None = None, status: str = "4.4.1") -> Attempt:
-    return Attempt(text, "temporary", status, False, hop)
+    return Attempt(text, AttemptKind.TEMPORARY, status, False, hop)
 
 
 class _HopFailed(Exception):
@@ -160,7 +161,7 @@ class RelayWorker:
         """Wait until no row is queued (all delivered or failed). With a fake clock and the
         loop off, something else (``run_once``) has to make the progress."""
         async def empty() -> bool:
-            return not self._in_flight and not await self.store.count_queue("queued")
+            return not self._in_flight and not await self.store.count_queue(QueueState.QUEUED)
 
         await self.wait_for(empty, timeout)
 
@@ -200,7 +201,7 @@ class RelayWorker:
         try:
             groups: dict[tuple[str, str], list[QueueRow]] = defaultdict(list)
             for row in rows:
-                groups[(row.message_id, row.domain)].append(row)
+                groups[(row.queue_id, row.domain)].append(row)
             routes: dict[str, asyncio.Future[list[Hop]]] = {}
             limit = asyncio.Semaphore(MAX_PARALLEL)
 
@@ -210,9 +211,9 @@ class RelayWorker:
                         await self._deliver(group, now, routes)
                     except StoreError as exc:
                         log.error("relay: could not record delivery of %s: %s",
-                                  group[0].message_id, exc)
+                                  group[0].queue_id, exc)
                     except Exception:
-                        log.exception("relay: delivering %s failed", group[0].message_id)
+                        log.exception("relay: delivering %s failed", group[0].queue_id)
 
             await asyncio.gather(*(one(group) for group in groups.values()))
             for future in routes.values():
@@ -233,15 +234,15 @@ class RelayWorker:
     async def _deliver(self, group: list[QueueRow], now: float,
                        routes: dict[str, asyncio.Future[list[Hop]]]) -> None:
         first = group[0]
-        raw = await self.store.queued_message(first.message_id)
+        raw = await self.store.queued_message(first.queue_id)
         if raw is None:
-            log.warning("relay: message %s is gone from the queue", first.message_id)
+            log.warning("relay: message %s is gone from the queue", first.queue_id)
             return
         recipients = [row.recipient for row in group]
         try:
             hops = await self._route(first.domain, routes)
         except RouteError as exc:
-            kind = "permanent" if exc.permanent else "temporary"
+            kind = AttemptKind.PERMANENT if exc.permanent else AttemptKind.TEMPORARY
             attempt = Attempt(exc.text, kind, exc.status, False, None)
             results = dict.fromkeys(recipients, attempt)
         else:
@@ -258,17 +259,18 @@ class RelayWorker:
             attempt = results[row.recipient]
             attempts = row.attempts + 1
             via = f" via {attempt.remote}" if attempt.remote else ""
-            decision = queue.decide(self.config.queue, row, attempt.kind, now)
+            decision = retry_policy.decide(self.config.queue, row, attempt.kind, now)
             state, next_attempt = decision.state, decision.next_attempt
-            status = queue.EXPIRED_STATUS if decision.expired else attempt.status
-            log.info("relay id=%s to=<%s>%s attempt=%d %s: %s", row.message_id, row.recipient,
-                     via, attempts, state if state != "queued" else "deferred", attempt.reply,
-                     extra={"hostname": self.config.hostname, "queue_id": row.message_id,
+            status = retry_policy.EXPIRED_STATUS if decision.expired else attempt.status
+            shown = "deferred" if state == QueueState.QUEUED else state
+            log.info("relay id=%s to=<%s>%s attempt=%d %s: %s", row.queue_id, row.recipient,
+                     via, attempts, shown, attempt.reply,
+                     extra={"hostname": self.config.hostname, "queue_id": row.queue_id,
                             "recipient": row.recipient, "attempt": attempts, "state": state,
                             "reply": attempt.reply})
-            outcomes.append(Outcome(row.id, row.message_id, state, attempts, next_attempt,
+            outcomes.append(Outcome(row.id, row.queue_id, state, attempts, next_attempt,
                                     attempt.reply))
-            if state == "failed":
+            if state == QueueState.FAILED:
                 failures.append(dsn.FailedRecipient(
                     row.recipient, status, attempt.reply, attempt.smtp_reply,
                     attempt.remote.name if attempt.remote else None, now))
@@ -279,18 +281,18 @@ class RelayWorker:
     async def _bounce(self, row: QueueRow, failures: Sequence[dsn.FailedRecipient], raw: bytes,
                       now: float) -> Bounce | None:
         if not row.sender:  # RFC 5321 4.5.5: never bounce a bounce
-            log.info("relay id=%s: failed, sender <> so no DSN", row.message_id)
+            log.info("relay id=%s: failed, sender <> so no DSN", row.queue_id)
             return None
         message = dsn.build(self.config, original=raw, sender=row.sender,
-                            queue_id=row.message_id, arrival=row.created, failures=failures)
+                            queue_id=row.queue_id, arrival=row.created, failures=failures)
         domain = row.sender.rpartition("@")[2].lower()
         if self.config.is_local_domain(domain):
             owner = row.sender.lower()
             if not await self.store.has_account(owner):
                 owner = self.config.postmaster_address
-            log.info("relay id=%s: DSN to local mailbox %s", row.message_id, owner)
+            log.info("relay id=%s: DSN to local mailbox %s", row.queue_id, owner)
             return Bounce(b"Return-Path: <>\r\n" + message, local_owner=owner)
-        log.info("relay id=%s: DSN queued for <%s>", row.message_id, row.sender)
+        log.info("relay id=%s: DSN queued for <%s>", row.queue_id, row.sender)
         return Bounce(message, remote=row.sender)
 
     # -- SMTP -----------------------------------------------------------------------------------
@@ -409,8 +411,8 @@ class RelayWorker:
         utf8 = not (sender.isascii() and all(r.isascii() for r in recipients))
         if utf8:
             if not client.supports_extension("smtputf8"):
-                failed = Attempt(f"{hop} does not support SMTPUTF8 (RFC 6531)", "permanent",
-                                 "5.6.7", False, hop)
+                failed = Attempt(f"{hop} does not support SMTPUTF8 (RFC 6531)",
+                                 AttemptKind.PERMANENT, "5.6.7", False, hop)
                 return dict.fromkeys(recipients, failed), True
             options.append("SMTPUTF8")
         encoding = "utf-8" if utf8 else "ascii"
@@ -449,7 +451,8 @@ class RelayWorker:
             for recipient in recipients:
                 results.setdefault(recipient, lost)
             return results, False
-        reusable = response_attempt.kind == "delivered" and not results.keys() - set(accepted)
+        reusable = (response_attempt.kind == AttemptKind.DELIVERED
+                    and not results.keys() - set(accepted))
         return results, reusable
 
 

@@ -38,7 +38,7 @@ from mta.inbound import (
 )
 from mta.message import count_received, has_header, return_path, to_crlf
 from mta.smtp_server import exception_reply, extend_ehlo
-from mta.store import Store, StoreError, new_txn_id
+from mta.store import Store, StoreError, new_queue_id
 
 log = logging.getLogger("labmail.submission")
 
@@ -190,24 +190,24 @@ class SubmissionHandler:
         raw = to_crlf(envelope.original_content or b"")
         if count_received(raw) >= self.config.limits.max_received_headers:
             return replies.MAIL_LOOP
-        txn_id = new_txn_id()
+        queue_id = new_queue_id()
         sender = envelope.mail_from or ""
         raw = complete_message(raw, self.config.hostname)
-        raw = received_for(session, envelope, self.config.hostname, txn_id, auth=True) + raw
+        raw = received_for(session, envelope, self.config.hostname, queue_id, auth=True) + raw
         owners = list(dict.fromkeys(envelope.owners))  # type: ignore[attr-defined]
         remote = list(dict.fromkeys(envelope.remote))  # type: ignore[attr-defined]
         try:
-            await self.store.accept(txn_id, sender, local_owners=owners,
+            await self.store.accept(queue_id, sender, local_owners=owners,
                                     local_raw=return_path(sender) + raw, remote=remote,
                                     queue_raw=raw, now=self.clock.now())
         except StoreError as exc:
             log.error("submission could not store message from %s: %s", sender, exc)
             return replies.TEMPORARY_FAILURE
-        log.info("submitted id=%s user=%s from=<%s> local=%s queued=%s size=%d", txn_id,
+        log.info("submitted id=%s user=%s from=<%s> local=%s queued=%s size=%d", queue_id,
                  _login(session), sender, ",".join(owners) or "-", ",".join(remote) or "-",
                  len(raw),
-                 extra=txn_extra("submission", self.config.hostname, session, raw, txn_id))
-        return replies.QUEUED.format(txn_id=txn_id)
+                 extra=txn_extra("submission", self.config.hostname, session, raw, queue_id))
+        return replies.QUEUED.format(queue_id=queue_id)
 
     async def handle_exception(self, error: Exception) -> str:
         return exception_reply("submission", error)

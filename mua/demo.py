@@ -271,6 +271,7 @@ async def _run(
 ) -> int:
     from mta.lab import LAB_QUEUE, Lab  # the demo is a composition root: it may use mta
     from mta.routing import Router
+    from mta.store import format_rows
 
     collector = Collector()
     trace_logger = logging.getLogger("labmail.trace")
@@ -343,10 +344,7 @@ async def _run(
             out.label(out.t("s4.queue"))
             rows = [r for r in await alice.store.queue_rows(include_final=True)
                     if r.recipient == BOB]
-            out.block("\n".join(
-                f"queue id {r.message_id}  from <{r.sender}>  to <{r.recipient}>  "
-                f"state {r.state}  attempts {r.attempts}  last reply: {r.last_reply}"
-                for r in rows))
+            out.block("\n".join(format_rows(rows)))
             out.label(out.t("s4.attempts"))
             out.block("\n".join(collector.relay(mark)))
             if args.fail_next_hop:
@@ -356,7 +354,7 @@ async def _run(
             out.label(out.t("s4.row"))
             entry = entries[-1]
             out.block(f"table mailbox: id={entry.id} owner={entry.owner} uidl={entry.uid} "
-                      f"size={entry.size} sender=<{entry.sender}> smtp id={entry.txn_id}")
+                      f"size={entry.size} sender=<{entry.sender}> smtp id={entry.queue_id}")
             out.times[4] = time.perf_counter() - t4
 
             # step 5: retrieve

@@ -75,7 +75,7 @@ async def test_delivers_and_stores_exact_bytes(mx: Server) -> None:
     assert strip_trace(raw) == MSG
     assert entries[0].size == len(raw)
     assert raw.startswith(b"Return-Path: <alice@alice.lab>\r\nReceived: from ")
-    assert b"by mx.bob.lab (labmail) with ESMTP id " + entries[0].txn_id.encode() in raw
+    assert b"by mx.bob.lab (labmail) with ESMTP id " + entries[0].queue_id.encode() in raw
     assert b"for <bob@bob.lab>;" in raw
 
 
@@ -91,7 +91,7 @@ async def test_two_local_users_get_two_entries_with_distinct_uidls(mx: Server) -
     (bob,) = await mx.store.list_entries("bob@bob.lab")
     (carol,) = await mx.store.list_entries("carol@bob.lab")
     assert bob.uid != carol.uid
-    assert bob.txn_id == carol.txn_id
+    assert bob.queue_id == carol.queue_id
     assert await mx.store.fetch("bob@bob.lab", bob.id) == await mx.store.fetch(
         "carol@bob.lab", carol.id)
 
@@ -312,7 +312,7 @@ async def test_reply_names_the_committed_transaction(mx: Server) -> None:
     other = await Store.open(mx.config.database)
     try:
         (entry,) = await other.list_entries("bob@bob.lab")
-        assert entry.txn_id == txn
+        assert entry.queue_id == txn
     finally:
         await other.close()
 
