@@ -1,7 +1,7 @@
 """Named SMTP replies (steps 3 and 4): one place for every code labmail itself sends.
 
 Each carries an RFC 3463 enhanced status code (RFC 2034), so ENHANCEDSTATUSCODES can be
-advertised; aiosmtpd's own replies get a default one added in ``mta.smtp_server``.
+advertised; aiosmtpd's own replies get a default one added in ``mta.smtp.server``.
 """
 
 SENDER_OK = "250 2.1.0 Sender OK"

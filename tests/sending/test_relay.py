@@ -317,3 +317,16 @@ async def test_verified_tls_with_a_configured_ca_file(lab_factory: Any, clock: F
     (entry,) = await lab["bob.lab"].store.list_entries(BOB)
     raw = await lab["bob.lab"].store.fetch(BOB, entry.id)
     assert b"with ESMTPS id" in raw
+
+
+async def test_the_lab_routes_the_relay_without_replacing_the_servers_config(
+        manual_lab: Lab) -> None:
+    alice, bob = manual_lab["alice.lab"], manual_lab["bob.lab"]
+    route = ("127.0.0.1", bob.ports["mx"])
+    assert alice.relay.config.routes == {"bob.lab": route}
+    assert alice.config.routes == {"bob.lab": route}  # the lab's view: the relay's config
+    # the listeners' handlers keep the config they started with; nothing replaced it
+    assert alice.server.config.routes == {}
+    assert alice.server.config.listeners.mx is not None
+    assert alice.server.config.listeners.mx.port == 0
+    assert alice.ports["mx"] == alice.server.listeners["mx"].port != 0

@@ -28,7 +28,7 @@ from sending_helpers import (
 
 from mta.config import TLS
 from mta.lab import Lab
-from mta.submission import complete_message
+from mta.smtp.submission import complete_message
 
 
 def unverified() -> ssl.SSLContext:
