@@ -138,6 +138,10 @@ class MemoryMaildrop:
         box = self._check("fetch", owner)
         return box.messages[entry_id][1]  # KeyError if gone
 
+    async def fetch_many(self, owner: str, entry_ids: Sequence[int]) -> dict[int, bytes]:
+        box = self._check("fetch_many", owner)
+        return {i: box.messages[i][1] for i in entry_ids if i in box.messages}
+
     async def delete(self, owner: str, entry_ids: Sequence[int]) -> None:
         box = self._check("delete", owner)
         for entry_id in entry_ids:
