@@ -167,10 +167,11 @@ def _submit(
 ) -> SubmitResult:
     context = server.ssl_context()  # also used by STARTTLS when "none" finds it offered
     if server.security == "tls":
-        smtp: smtplib.SMTP = TracingSMTP_SSL(timeout=server.timeout, context=context)
+        smtp: TracingSMTP | TracingSMTP_SSL = TracingSMTP_SSL(timeout=server.timeout,
+                                                              context=context)
     else:
         smtp = TracingSMTP(timeout=server.timeout)
-    smtp.transcript = Transcript(STEP, server.peer)  # type: ignore[attr-defined]
+    smtp.transcript = Transcript(STEP, server.peer)
     smtp._host = server.host  # TLS server name; smtplib sets it only when __init__ connects
     try:
         code, text = smtp.connect(server.host, server.port)
@@ -194,7 +195,7 @@ def _submit(
                 raise SubmitError(f"the message has 8-bit data and {server.peer} lacks 8BITMIME")
             mail_options.append("BODY=8BITMIME")  # RFC 6152
         refused_raw = smtp.sendmail(sender, rcpts, data, mail_options)
-        last = smtp.last_data_reply  # type: ignore[attr-defined]
+        last = smtp.last_data_reply
         try:
             smtp.quit()
         except (smtplib.SMTPException, OSError):
