@@ -342,8 +342,9 @@ class Session:
         assert self.server.ssl_context is not None
         await self.writer.drain()
         # RFC 2595 4: whatever the client pipelined after STLS is discarded, never run under
-        # TLS. Nothing awaits between this and start_tls() pausing the transport, so nothing
-        # can slip in between.
+        # TLS. asyncio has no public way to do it (discard_buffered says why and what it leans
+        # on). Nothing can arrive in between: start_tls() pauses reading before it first yields
+        # to the loop (its own drain() returns at once, the writer was just drained).
         discarded = discard_buffered(self.reader)
         if discarded:
             log.info("%s discarded %d octets pipelined after STLS", self.peer, discarded)
