@@ -1,9 +1,10 @@
 """Message bytes as the servers handle them (steps 3 and 4): line ends and trace headers.
 
 Rule for bare CR or LF inside DATA (RFC 5321 2.3.8 allows them only as CRLF): labmail
-normalises each to CRLF. End of data is recognised only at CRLF.CRLF (aiosmtpd reads lines up
-to CRLF), so ``\\n.\\n`` cannot end a message early (no SMTP smuggling); after normalisation it
-is an ordinary line "." that the next hop's client dot-stuffs again.
+normalises each to CRLF (``pop3.crlf.to_crlf``, the one CRLF rule). End of data is recognised
+only at CRLF.CRLF (aiosmtpd reads lines up to CRLF), so ``\\n.\\n`` cannot end a message early
+(no SMTP smuggling); after normalisation it is an ordinary line "." that the next hop's client
+dot-stuffs again.
 """
 
 from __future__ import annotations
@@ -14,18 +15,7 @@ import re
 import time
 from email.utils import format_datetime
 
-_EOL = re.compile(rb"\r\n|\r|\n")
 _RECEIVED = re.compile(rb"^received[ \t]*:", re.IGNORECASE | re.MULTILINE)
-
-
-def to_crlf(data: bytes) -> bytes:
-    """Every line end as CRLF; a non-empty message ends with CRLF."""
-    crlf = data.count(b"\r\n")
-    if not (crlf == data.count(b"\r") == data.count(b"\n")):
-        data = _EOL.sub(b"\r\n", data)
-    if data and not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return data
 
 
 def header_section(raw: bytes) -> bytes:

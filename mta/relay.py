@@ -32,8 +32,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from mta import dsn, retry_policy
 from mta.clock import Clock
 from mta.config import Config
-from mta.routing import Hop, RouteError, Router
 from mta.retry_policy import AttemptKind
+from mta.routing import Hop, RouteError, Router
 from mta.smtp.client import Attempt, RelayClient
 from mta.store import Bounce, Outcome, QueueRow, QueueState, Store, StoreError
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from mta.message import to_crlf  # the one CRLF rule, so sizes match the SQLite store
+from pop3.crlf import to_crlf  # the one CRLF rule, so sizes match the SQLite store
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +130,10 @@ class MemoryMaildrop:
     async def fetch(self, owner: str, entry_id: int) -> bytes:
         box = self._check("fetch", owner)
         return box.messages[entry_id][1]  # KeyError if gone
+
+    async def fetch_many(self, owner: str, entry_ids: Sequence[int]) -> dict[int, bytes]:
+        box = self._check("fetch_many", owner)
+        return {i: box.messages[i][1] for i in entry_ids if i in box.messages}
 
     async def delete(self, owner: str, entry_ids: Sequence[int]) -> None:
         box = self._check("delete", owner)

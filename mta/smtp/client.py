@@ -202,8 +202,8 @@ class RelayClient:
         utf8 = not (sender.isascii() and all(r.isascii() for r in recipients))
         if utf8:
             if not client.supports_extension("smtputf8"):
-                failed = Attempt(f"{hop} does not support SMTPUTF8 (RFC 6531)", AttemptKind.PERMANENT,
-                                 "5.6.7", False, hop)
+                failed = Attempt(f"{hop} does not support SMTPUTF8 (RFC 6531)",
+                                 AttemptKind.PERMANENT, "5.6.7", False, hop)
                 return dict.fromkeys(recipients, failed), True
             options.append("SMTPUTF8")
         encoding = "utf-8" if utf8 else "ascii"

@@ -15,7 +15,7 @@ from aiosmtpd.smtp import Session
 
 from mta import replies
 from mta.config import Config
-from mta.message import count_received, return_path, to_crlf
+from mta.message import count_received, return_path
 from mta.smtp.common import (
     LocalRecipients,
     check_sender,
@@ -29,6 +29,7 @@ from mta.smtp.common import (
 from mta.smtp.faults import FaultInjector
 from mta.smtp.server import LabEnvelope, LabSMTP
 from mta.store import Store, StoreError, new_queue_id
+from pop3.crlf import to_crlf
 
 log = logging.getLogger("labmail.mx")
 

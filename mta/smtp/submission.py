@@ -28,7 +28,7 @@ from mta import replies
 from mta.addresses import AddressError, parse
 from mta.clock import Clock
 from mta.config import Config
-from mta.message import count_received, has_header, return_path, to_crlf
+from mta.message import count_received, has_header, return_path
 from mta.smtp.common import (
     LocalRecipients,
     address_reply,
@@ -41,6 +41,7 @@ from mta.smtp.common import (
 )
 from mta.smtp.server import LabEnvelope, LabSMTP
 from mta.store import Store, StoreError, new_queue_id
+from pop3.crlf import to_crlf
 
 log = logging.getLogger("labmail.submission")
 
