@@ -31,6 +31,7 @@ from mta import server as server_mod
 from mta.addresses import normalise
 from mta.clock import Clock
 from mta.config import TLS, Account, Config, Limits, Listener, Listeners, Queue
+from mta.events import Bus
 from mta.relay import RelayWorker
 from mta.smtp.faults import FaultInjector
 from mta.store import Delivered, Entry, Store
@@ -102,6 +103,7 @@ class Lab:
         self.folder = folder
         self.clock = clock
         self.domains: dict[str, LabDomain] = {}
+        self.bus = Bus()  # one bus for every domain: a message's hops in one stream
         self._tempdir = tempdir
         self._closed = False
 
@@ -146,7 +148,8 @@ class Lab:
                                  limits=limits, pop3=pop3)
                 if configure is not None:
                     config = configure(config)
-                server = await server_mod.start(config, clock=lab.clock, relay=False)
+                server = await server_mod.start(config, clock=lab.clock, relay=False,
+                                                bus=lab.bus)
                 lab.domains[name] = LabDomain(name, server, accounts)
             # 2. routes to the bound MX ports, given to the relay workers as they start (the
             # listeners' handlers keep the config they started with)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from mta import tls
 from mta.clock import Clock
 from mta.config import Config
+from mta.events import Bus
 from mta.memory import return_large_blocks_to_os
 from mta.relay import RelayWorker
 from mta.smtp import mx, submission
@@ -64,6 +65,7 @@ class Server:
     services: list[Any] = field(default_factory=list)
     clock: Clock = field(default_factory=Clock)
     relay: RelayWorker | None = None
+    bus: Bus = field(default_factory=Bus)
     _closed: bool = False
 
     @property
@@ -109,17 +111,20 @@ async def ensure_accounts(config: Config, store: Store) -> None:
 
 
 async def start(config: Config, *, clock: Clock | None = None, relay: bool = True,
-                shared_ports: bool = False, write_accounts: bool = True) -> Server:
+                shared_ports: bool = False, write_accounts: bool = True,
+                bus: Bus | None = None) -> Server:
     """Start every listener ``config`` names; the caller owns the returned Server.
 
     With a submission listener the relay worker runs too (``relay=False``: it is not started;
     ``mta.lab`` starts it once every domain's ports are known). ``clock`` times the queue.
     ``shared_ports``: worker processes listen on the same ports (``mta.workers``);
     ``write_accounts=False``: a worker leaves the config's accounts to the first process.
+    ``bus``: the event bus to publish on (``mta.lab`` shares one); default: a new one.
     """
     return_large_blocks_to_os()
     store = await Store.open(config.database)
-    server = Server(config, store, FaultInjector(config.faults.mx_replies), clock=clock or Clock())
+    server = Server(config, store, FaultInjector(config.faults.mx_replies), clock=clock or Clock(),
+                    bus=bus if bus is not None else Bus())
     try:
         if write_accounts:
             await ensure_accounts(config, store)
