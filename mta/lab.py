@@ -229,8 +229,10 @@ class Lab:
     async def messages(self, address: str) -> list[StoredMessage]:
         """The messages in ``address``'s mailbox now, oldest first."""
         owner = normalise(address)
+        return await self._read(owner, await self.domain_of(owner).store.list_entries(owner))
+
+    async def _read(self, owner: str, entries: Sequence[Entry]) -> list[StoredMessage]:
         store = self.domain_of(owner).store
-        entries = await store.list_entries(owner)
         raws: dict[int, bytes] = {}
         ids = [entry.id for entry in entries]
         for start in range(0, len(ids), FETCH_BATCH):
@@ -245,21 +247,23 @@ class Lab:
         accepts); those messages. Woken by the bus's ``stored`` events for that mailbox,
         no polling; TimeoutError after ``timeout``."""
         owner = normalise(address)
-        self.domain_of(owner)  # a lab domain, or KeyError now
+        store = self.domain_of(owner).store
 
         def stored(event: Event) -> bool:
             return isinstance(event, MessageStored) and event.owner.lower() == owner
 
         with self.bus.subscribe(predicate=stored) as arrivals:
             async with asyncio.timeout(timeout):
-                seen: tuple[int, ...] | None = None  # read only when entries changed
+                read: tuple[int, ...] | None = None  # the entries whose bodies were read last
                 while True:
                     arrivals.drain()
-                    found = await self.messages(owner)
-                    ids = tuple(m.entry.id for m in found)
-                    if ids != seen:
-                        seen = ids
-                        found = [m for m in found if where is None or where(m)]
+                    entries = await store.list_entries(owner)
+                    ids = tuple(entry.id for entry in entries)
+                    # bodies only once enough entries are there, and only when they changed
+                    if len(entries) >= count and ids != read:
+                        read = ids
+                        found = [m for m in await self._read(owner, entries)
+                                 if where is None or where(m)]
                         if len(found) >= count:
                             return found
                     await arrivals.get()

@@ -294,7 +294,12 @@ def build_trace(events: Iterable[Event], ident: str) -> MessageTrace:
     hop's) is ``ident``, from ``events`` in publishing order."""
     events = sorted(events, key=lambda e: e.seq)
     shown, wanted = _wanted(events, ident)
-    hops = [hop for group in _group(events) if (hop := _hop(group, wanted)) is not None]
+    # only the sessions that carried it, and the sessionless events about it: a lab's bus
+    # holds every message's events
+    sessions = {(e.server, e.session) for e in events if e.session and wanted.names(e)}
+    mine = [e for e in events if ((e.server, e.session) in sessions if e.session
+                                  else wanted.names(e))]
+    hops = [hop for group in _group(mine) if (hop := _hop(group, wanted)) is not None]
     # in the order of each hop's first event about the message (a reused connection's
     # greeting may be older than the message itself)
     hops.sort(key=lambda hop: next(e.seq for e in hop.events if wanted.names(e)))
