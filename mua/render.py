@@ -23,18 +23,13 @@ from email.utils import getaddresses, parsedate_to_datetime
 from html.parser import HTMLParser
 
 from mua import charsets, sanitize
-from mua.headers import POLICY, decode_words
+from mua.headers import POLICY, bound_header_section, decode_words
 
 DISPLAY_HEADERS = ("From", "To", "Cc", "Reply-To", "Date", "Subject", "X-Priority")
 MAX_FILENAME_BYTES = 200
 def parse(data: bytes) -> EmailMessage:
     """Parse raw message bytes with the bounded default policy; never raises on bad MIME."""
-    return BytesParser(policy=POLICY).parsebytes(data)
-
-
-def clean(text: str) -> str:
-    """Text from a message made safe to print (see ``mua.sanitize``)."""
-    return sanitize.text(text)
+    return BytesParser(policy=POLICY).parsebytes(bound_header_section(data))
 
 
 def header(msg: Message, name: str) -> str:
@@ -133,9 +128,10 @@ class Layout:
 def layout(msg: Message) -> Layout:
     """Split ``msg`` into shown and saveable parts the way mail clients do (RFC 2046 5.1)."""
     found = Layout()
-    if msg.get_content_maintype() == "multipart" and not msg.is_multipart():
+    kind = msg.get_content_type()
+    if kind.startswith("multipart/") and not msg.is_multipart():
         return found  # malformed MIME: ``body_text`` shows it raw
-    if not msg.is_multipart() and _is_inline_text(msg, whole=True):
+    if not msg.is_multipart() and _shows(kind):
         found.shown.append(msg)  # a single text part is the body, even when marked attachment
         if _is_attachment(msg):
             found.saveable.append(msg)
@@ -143,12 +139,13 @@ def layout(msg: Message) -> Layout:
     stack: list[tuple[Message, bool]] = [(msg, True)]
     while stack:  # depth first, in document order, without recursion (nesting is unbounded)
         part, inline = stack.pop()
-        if part.get_content_maintype() == "multipart" and part.is_multipart():
+        kind = part.get_content_type()
+        if kind.startswith("multipart/") and part.is_multipart():
             children = [p for p in part.get_payload() if isinstance(p, Message)]
-            chosen = _alternative(children) if part.get_content_subtype() == "alternative" else None
+            chosen = _alternative(children) if kind == "multipart/alternative" else None
             for child in reversed(children):
                 stack.append((child, inline and (chosen is None or child is chosen)))
-        elif inline and _is_inline_text(part):
+        elif inline and _shows(kind) and not _is_attachment(part):
             if found.shown:
                 found.saveable.append(part)
             found.shown.append(part)
@@ -170,24 +167,18 @@ def _is_attachment(part: Message) -> bool:
     return (part.get_content_disposition() or "") == "attachment" or bool(_filename(part))
 
 
-def _is_inline_text(part: Message, whole: bool = False) -> bool:
-    shows = part.get_content_maintype() == "text" or part.get_content_type() in _STATUS_TYPES
-    return shows and (whole or not _is_attachment(part))
+def _shows(kind: str) -> bool:
+    return kind.startswith("text/") or kind in _STATUS_TYPES
 
 
-def body_part(msg: Message) -> Message | None:
-    """The part shown first: the body (None when nothing is shown)."""
-    shown = layout(msg).shown
-    return shown[0] if shown else None
-
-
-def body_text(msg: Message) -> str:
+def body_text(msg: Message, found: Layout | None = None) -> str:
     """The readable body text: the first shown part as text ('' when there is none)."""
-    part = body_part(msg)
+    shown = (found or layout(msg)).shown
+    part = shown[0] if shown else None
     if part is None:
         if msg.get_content_maintype() == "multipart" and not msg.is_multipart():
             # malformed MIME (no or wrong boundary): the parser kept the body as one string
-            return "[malformed MIME message, shown as raw text]\n" + clean(part_text(msg))
+            return "[malformed MIME message, shown as raw text]\n" + sanitize.text(part_text(msg))
         return ""
     return shown_text(part)
 
@@ -195,11 +186,11 @@ def body_text(msg: Message) -> str:
 def shown_text(part: Message) -> str:
     """A shown part as text: HTML converted, delivery-status blocks listed, controls removed."""
     if part.get_content_type() in _STATUS_TYPES:
-        return clean(_status_text(part))
+        return sanitize.text(_status_text(part))
     text = part_text(part)
     if part.get_content_subtype() == "html":
         text = html_to_text(text)
-    return clean(text)
+    return sanitize.text(text)
 
 
 def part_text(part: Message) -> str:
@@ -221,37 +212,42 @@ def _status_text(part: Message) -> str:
 
 
 def _payload_bytes(part: Message) -> bytes:
-    if part.get_content_type() in _STATUS_TYPES and isinstance(part.get_payload(), list):
-        return _status_text(part).encode("utf-8", "surrogateescape")
+    raw = part.get_payload()
+    if isinstance(raw, list):  # message/*: the blocks of a delivery status, or one message
+        if part.get_content_type() in _STATUS_TYPES:
+            return _status_text(part).encode("utf-8", "surrogateescape")
+        try:
+            return raw[0].as_bytes() if raw and isinstance(raw[0], Message) else b""
+        except Exception:
+            return b""
     try:
         payload = part.get_payload(decode=True)
     except Exception:
         payload = None
     if isinstance(payload, bytes):
         return payload
-    raw = part.get_payload()
-    if isinstance(raw, str):
-        return raw.encode("utf-8", "surrogateescape")
-    if isinstance(raw, list) and raw and isinstance(raw[0], Message):  # message/rfc822
-        try:
-            return raw[0].as_bytes()
-        except Exception:
-            return b""
-    return b""
+    return raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
 
 
-def attachments(msg: Message) -> list[AttachmentInfo]:
+def attachments(msg: Message, found: Layout | None = None) -> list[AttachmentInfo]:
     """Every saveable part (everything but the body), in order."""
-    return [
-        AttachmentInfo(
-            index=index,
-            filename=safe_filename(_filename(part), f"attachment-{index}{_extension(part)}"),
-            content_type=sanitize.line(part.get_content_type()),
-            size=len(_payload_bytes(part)),
-            part=part,
-        )
-        for index, part in enumerate(layout(msg).saveable, start=1)
-    ]
+    saveable = (found or layout(msg)).saveable
+    return [_attachment(index, part) for index, part in enumerate(saveable, start=1)]
+
+
+def _attachment(index: int, part: Message) -> AttachmentInfo:
+    kind = part.get_content_type()
+    name = safe_filename(_filename(part), "")
+    if not name:
+        extension = _EXTENSIONS.get(kind) or mimetypes.guess_extension(kind) or ".bin"
+        name = f"attachment-{index}{extension}"
+    return AttachmentInfo(
+        index=index,
+        filename=name,
+        content_type=sanitize.line(kind),
+        size=len(_payload_bytes(part)),
+        part=part,
+    )
 
 
 def has_attachments(msg: Message) -> bool:
@@ -261,11 +257,6 @@ def has_attachments(msg: Message) -> bool:
 
 _EXTENSIONS = {"message/rfc822": ".eml", "message/delivery-status": ".txt",
                "message/global-delivery-status": ".txt", "text/plain": ".txt"}
-
-
-def _extension(part: Message) -> str:
-    kind = part.get_content_type()
-    return _EXTENSIONS.get(kind) or mimetypes.guess_extension(kind) or ".bin"
 
 
 def _filename(part: Message) -> str:
@@ -281,7 +272,7 @@ def safe_filename(name: str, fallback: str) -> str:
     Keeps only the last path component (either slash), removes control characters and leading
     dots, and bounds the length; falls back to ``fallback`` when nothing usable remains.
     """
-    name = clean(str(name)).replace("\n", " ").replace("\t", " ")
+    name = sanitize.text(str(name)).replace("\n", " ").replace("\t", " ")
     name = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
     name = name.lstrip(".").strip()
     data = name.encode("utf-8", "replace")  # a lone surrogate becomes "?"
@@ -303,12 +294,12 @@ def render_message(msg: Message) -> str:
             lines.append(f"{name}: {value}")
     lines.append("")
     found = layout(msg)
-    body = body_text(msg)
+    body = body_text(msg, found)
     if body:
         lines.append(body.rstrip("\n"))
     elif not found.shown:
         lines.append("[no text or HTML part]")
-    saved = attachments(msg)
+    saved = attachments(msg, found)
     numbers = {id(info.part): info for info in saved}
     for part in found.shown[1:]:  # inline parts after the body, in order, as mail clients do
         info = numbers[id(part)]
@@ -330,6 +321,7 @@ class _HTMLToText(HTMLParser):
         "tr", "ul", "ol", "dl", "dt", "dd", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "form",
         "address", "figure", "body", "html",
     }  # fmt: skip
+    BREAKS = {"br": "\n", "li": "\n- ", "td": "\t", "th": "\t"}
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -344,20 +336,13 @@ class _HTMLToText(HTMLParser):
             return
         if self.skip_depth:
             return
-        if tag == "br":
-            self.out.append("\n")
-        elif tag == "li":
-            self.out.append("\n- ")
-        elif tag in ("td", "th"):
-            self.out.append("\t")
+        if tag in self.BREAKS:
+            self.out.append(self.BREAKS[tag])
         elif tag in self.BLOCK:
             self.out.append("\n\n")
-            if tag == "pre":
-                self.pre_depth += 1
-        elif tag == "img":
-            alt = dict(attrs).get("alt")
-            if alt:
-                self.out.append(f"[image: {alt}]")
+            self.pre_depth += tag == "pre"
+        elif tag == "img" and dict(attrs).get("alt"):
+            self.out.append(f"[image: {dict(attrs)['alt']}]")
         if tag == "a":
             self.links.append(dict(attrs).get("href") or "")
 
@@ -404,4 +389,4 @@ def html_to_text(html: str) -> str:
     lines = [line.strip(" ") for line in text.split("\n")]
     text = "\n".join(lines)
     text = re.sub(r"\n{3,}", "\n\n", text).strip("\n")
-    return clean(text) + "\n" if text else ""
+    return sanitize.text(text) + "\n" if text else ""

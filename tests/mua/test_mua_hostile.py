@@ -164,3 +164,20 @@ def test_five_thousand_parts(folder, capsys):
                f"--B\nContent-Type: text/plain\n\nthe body\n{parts}--B--\n".encode())
     out = folder.mua(capsys, "read", "1")
     assert "the body" in out and "5000. f4999.bin  (application/octet-stream, 4 B)" in out
+
+
+def test_a_message_that_fails_to_render_keeps_its_row(folder, capsys, monkeypatch):
+    from mua import render
+
+    folder.add(b"From: a@x\nSubject: poison\n\nx\n")
+    folder.add(b"From: b@x\nSubject: fine\n\ny\n")
+    real = render.list_row
+
+    def fragile(number, msg, size):
+        if "poison" in str(msg["Subject"]):
+            raise RecursionError("too deep")
+        return real(number, msg, size)
+
+    monkeypatch.setattr(render, "list_row", fragile)
+    out = folder.mua(capsys, "list")
+    assert "[cannot be shown: RecursionError]" in out and "fine" in out
