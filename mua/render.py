@@ -1,14 +1,17 @@
 """Step 6: render a received message for a person to read.
 
 Pure functions: a parsed message in, text or table rows out. Headers are shown decoded (RFC 2047
-encoded words, RFC 2231 parameters); the body is the text/plain part, or the text/html part
-converted to plain text when there is no text part. The HTML converter is built on stdlib
-``html.parser``: it never executes, loads or fetches anything, drops ``script`` and ``style``,
-and shows link targets in brackets. Attachments are listed with type and size.
+encoded words, RFC 2231 parameters) with bounded work (``mua.headers``) and charset labels read
+as browsers read them (``mua.charsets``). Parts are laid out as mail clients do (``layout``):
+the body is the text/plain part (or text/html converted to text), and inline text parts after
+it (a diff, a calendar, a list footer, a delivery-status report) are shown in order; every part
+but the body can be saved. The HTML converter is built on stdlib ``html.parser``: it never
+executes, loads or fetches anything, drops ``script`` and ``style``, and shows link targets in
+brackets.
 
-Mail is hostile input: malformed MIME, unknown or wrong charsets, huge parts and terminal escape
-sequences are all rendered (with replacement characters) rather than raising, and control
-characters are removed so a message cannot drive the terminal.
+Mail is hostile input: malformed MIME, unknown or wrong charsets, huge headers, thousands of
+parts and terminal escape sequences are all rendered (with replacement characters) rather than
+raising, and every string from the message passes ``mua.sanitize`` before it is returned.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from mua.headers import POLICY, bound_header_section, decode_words
 
 DISPLAY_HEADERS = ("From", "To", "Cc", "Reply-To", "Date", "Subject", "X-Priority")
 MAX_FILENAME_BYTES = 200
+
+
 def parse(data: bytes) -> EmailMessage:
     """Parse raw message bytes with the bounded default policy; never raises on bad MIME."""
     return BytesParser(policy=POLICY).parsebytes(bound_header_section(data))
@@ -35,7 +40,7 @@ def parse(data: bytes) -> EmailMessage:
 def header(msg: Message, name: str) -> str:
     """A header's decoded value on one line ('' when absent); RFC 2047 words decoded.
 
-    Decoded here rather than by the stdlib header parser: bounded (``bounded``), lenient (a
+    Decoded here rather than by the stdlib header parser: bounded (``mua.headers``), lenient (a
     malformed field is shown rather than dropped) and with WHATWG charset labels (``charsets``).
     """
     values = [decode_words(str(raw)) for key, raw in msg.raw_items() if key.lower() == name.lower()]
