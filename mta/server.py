@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -129,6 +130,23 @@ def publish_stored(server: Server, delivered: Delivered) -> None:
             sender=delivered.sender))
 
 
+async def _listen_pop3(server: Server, tls_context: ssl.SSLContext | None,
+                       shared_ports: bool) -> POP3Listening:
+    config, limits = server.config, server.config.limits
+    assert config.listeners.pop3 is not None
+    return POP3Listening(await start_pop3(
+        server.store, config.listeners.pop3.host, config.listeners.pop3.port,
+        POP3Options(config.hostname,
+                    allow_plaintext_auth=config.allow_plaintext_auth,
+                    apop=any(account.apop for account in config.accounts),
+                    idle_timeout=limits.pop3_idle_timeout,
+                    max_connections=limits.max_connections,
+                    failed_auth_delay=limits.failed_auth_delay,
+                    lock_lease=limits.pop3_lock_lease),
+        tls_context, reuse_port=shared_ports,
+        observer=POP3Events(server.bus, config.hostname, config.domains[0])))
+
+
 async def start(config: Config, *, clock: Clock | None = None, relay: bool = True,
                 shared_ports: bool = False, write_accounts: bool = True,
                 bus: Bus | None = None) -> Server:
@@ -176,17 +194,7 @@ async def start(config: Config, *, clock: Clock | None = None, relay: bool = Tru
             if relay:
                 server.start_relay()
         if config.listeners.pop3:
-            server.listeners["pop3"] = POP3Listening(await start_pop3(
-                store, config.listeners.pop3.host, config.listeners.pop3.port,
-                POP3Options(config.hostname,
-                            allow_plaintext_auth=config.allow_plaintext_auth,
-                            apop=any(account.apop for account in config.accounts),
-                            idle_timeout=limits.pop3_idle_timeout,
-                            max_connections=limits.max_connections,
-                            failed_auth_delay=limits.failed_auth_delay,
-                            lock_lease=limits.pop3_lock_lease),
-                tls_context, reuse_port=shared_ports,
-                observer=POP3Events(server.bus, config.hostname, config.domains[0])))
+            server.listeners["pop3"] = await _listen_pop3(server, tls_context, shared_ports)
         for name, port in server.ports.items():
             log.info("%s listening on %s:%d", name, getattr(config.listeners, name).host, port)
     except BaseException:

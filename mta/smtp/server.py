@@ -79,14 +79,13 @@ class LabSMTP(Observed, SMTP):
     def __init__(self, handler: Any, state: ListenerState, *, offer_auth: bool = True,
                  **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
-        self.state = state
+        self.observe(state)  # self.state, and what the events need
         # aiosmtpd keeps these limits on the class, shared by every session; keep ours apart.
         self.command_size_limits = collections.defaultdict(lambda: COMMAND_LIMIT - 2)
         self._greeted = False
         self._plain_reply = False  # greeting and EHLO/HELO replies carry no enhanced code
         self._peer = "?"
         self._offer_auth = offer_auth
-        self.observe(state)
         if not offer_auth:
             self._smtp_methods["AUTH"] = self._no_auth
         if state.bus.active:  # decided per connection: no wrapper cost when nobody listens

@@ -89,6 +89,8 @@ async def test_a_delivery_publishes_every_hop_with_its_ids(lab_factory: Any,
     for event in (retrieved, deleted):
         assert (event.mailbox_id, event.uidl, event.owner) == (stored.mailbox_id, stored.uidl,
                                                                BOB)
+    listeners = {e.listener for e in got if e.kind == "session_opened"}
+    assert listeners == {"submission", "relay", "mx", "pop3"}
     sessions = {e.session for e in got if e.kind == "session_opened"}
     assert {e.session for e in got if e.kind == "session_closed"} <= sessions
     assert [e.seq for e in got] == sorted(e.seq for e in got)
