@@ -15,6 +15,20 @@ and a subscriber that falls behind loses events (counted in ``dropped``) instead
 SMTP down. The bus numbers events (``seq``) and can keep the newest ones (``history``) so a
 consumer that connects late (an SSE client with ``Last-Event-ID``, ``Lab.trace``) still sees
 them. Publishers ask ``bus.active`` first, so a server nobody watches builds no events.
+
+How one message is followed across hops (the contract every publisher keeps):
+
+1. A server-side SMTP transaction gets its queue id at ``MAIL FROM``; every ``ProtocolLine`` of
+   the transaction (MAIL through the reply to the data) carries it, session-level lines (EHLO,
+   STARTTLS, AUTH, QUIT) carry none. The end of the data is ``MessageAccepted`` (the ``250``) or
+   ``MessageRefused`` (any other reply), both with the ``message_id`` read from the data.
+2. The relay's ``RouteDecided``, its own protocol lines of the transaction and each
+   ``DeliveryAttempt`` carry the queue id and Message-ID of the queued message; a DSN is a
+   ``BounceGenerated`` with both queue ids.
+3. ``MessageStored`` carries the accepting transaction's queue id, the Message-ID, the mailbox
+   row id and the UIDL; POP3's ``MessageRetrieved`` and ``MessageDeleted`` carry the UIDL and the
+   row id (POP3 lines carry neither: a POP3 session is about a maildrop, not a message).
+Every event of a session carries its ``session`` id, so a consumer can group a dialogue.
 """
 
 from __future__ import annotations
@@ -103,6 +117,18 @@ class MessageAccepted(Event):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class MessageRefused(Event):
+    """A transaction's data was read and refused (``4xx`` or ``5xx``; steps 3 and 4)."""
+
+    kind: ClassVar[str] = "refused"
+    listener: str = ""
+    sender: str = ""
+    recipients: tuple[str, ...] = ()
+    size: int = 0
+    reply: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RouteDecided(Event):
     """The relay chose where a recipient domain's mail goes next (step 4)."""
 
@@ -169,7 +195,7 @@ class MessageDeleted(Event):
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (
-    SessionOpened, SessionClosed, ProtocolLine, MessageAccepted, RouteDecided,
+    SessionOpened, SessionClosed, ProtocolLine, MessageAccepted, MessageRefused, RouteDecided,
     DeliveryAttempt, MessageStored, BounceGenerated, MessageRetrieved, MessageDeleted,
 )
 KINDS: dict[str, type[Event]] = {cls.kind: cls for cls in EVENT_TYPES}

@@ -56,7 +56,7 @@ def summary(entry: Entry, head: bytes) -> dict[str, Any]:
         "id": entry.id,
         "mailbox": entry.owner,
         "uidl": entry.uid,
-        "queue_id": entry.txn_id,
+        "queue_id": entry.queue_id,
         "envelope": {"sender": entry.sender, "recipients": [entry.owner]},
         "from": fields["From"],
         "to": fields["To"],
