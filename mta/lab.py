@@ -40,7 +40,7 @@ from typing import Any
 from mta import server as server_mod
 from mta.addresses import normalise
 from mta.clock import Clock, FakeClock
-from mta.config import TLS, Account, Config, Limits, Listener, Listeners, Queue
+from mta.config import TLS, Account, Config, HTTPListener, Limits, Listener, Listeners, Queue
 from mta.events import Bus, Event, MessageStored, matches
 from mta.lab_trace import MessageTrace, build_trace
 from mta.relay import RelayWorker
@@ -137,7 +137,7 @@ class Lab:
               relay: bool = True, tls: str = "self-signed", queue: Queue = LAB_QUEUE,
               limits: Limits = LAB_LIMITS, routes: Mapping[str, tuple[str, int]] | None = None,
               pop3: bool = True, configure: Callable[[Config], Config] | None = None,
-              history: int = HISTORY) -> _Starting:
+              history: int = HISTORY, http: bool = False) -> _Starting:
         """Start the lab; use as ``async with Lab.start(...) as lab`` or ``await Lab.start(...)``.
 
         ``domains`` maps each domain to its users: local parts (password
@@ -146,11 +146,12 @@ class Lab:
         relay workers' loops off (drive them with ``run_once``). ``routes`` adds static routes
         (e.g. to a server outside the lab); ``configure`` may change each domain's Config
         before it starts (it is frozen: use ``dataclasses.replace``). ``history``: how many
-        of the newest events the bus holds (``trace`` reads them).
+        of the newest events the bus holds (``trace`` reads them). ``http=True`` gives each
+        domain an HTTP listener (``ports["http"]``; loopback, no token).
         """
         options = dict(folder=folder, clock=clock, relay=relay, tls=tls, queue=queue,
                        limits=limits, routes=routes or {}, pop3=pop3, configure=configure,
-                       history=history)
+                       history=history, http=http)
         return _Starting(lambda: cls._start(domains, **options))
 
     @classmethod
@@ -158,7 +159,7 @@ class Lab:
                      folder: str | Path | None, clock: Clock | None, relay: bool, tls: str,
                      queue: Queue, limits: Limits, routes: Mapping[str, tuple[str, int]],
                      pop3: bool, configure: Callable[[Config], Config] | None,
-                     history: int) -> Lab:
+                     history: int, http: bool) -> Lab:
         if not domains:
             raise ValueError("a lab needs at least one domain")
         tempdir = None
@@ -172,7 +173,7 @@ class Lab:
                 name = name.lower()
                 accounts = _accounts(name, users)
                 config = _config(name, accounts, lab.folder, tls=tls, queue=queue,
-                                 limits=limits, pop3=pop3)
+                                 limits=limits, pop3=pop3, http=http)
                 if configure is not None:
                     config = configure(config)
                 server = await server_mod.start(config, clock=lab.clock, relay=False,
@@ -439,14 +440,15 @@ def _accounts(domain: str, users: Sequence[str] | Mapping[str, str]) -> dict[str
 
 
 def _config(name: str, accounts: Mapping[str, str], folder: Path, *, tls: str, queue: Queue,
-            limits: Limits, pop3: bool) -> Config:
+            limits: Limits, pop3: bool, http: bool) -> Config:
     local = "127.0.0.1"
     return Config(
         hostname=f"mx.{name}",
         domains=(name,),
         database=folder / f"{name}.db",
         listeners=Listeners(mx=Listener(local, 0), submission=Listener(local, 0),
-                            pop3=Listener(local, 0) if pop3 else None),
+                            pop3=Listener(local, 0) if pop3 else None,
+                            http=HTTPListener(local, 0) if http else None),
         accounts=tuple(Account(a, p) for a, p in accounts.items()),
         allow_plaintext_auth=True,  # LAB ONLY: so a class can read the transcript
         tls=TLS(tls),

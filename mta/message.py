@@ -16,11 +16,20 @@ import time
 from email.utils import format_datetime
 
 _RECEIVED = re.compile(rb"^received[ \t]*:", re.IGNORECASE | re.MULTILINE)
+_MESSAGE_ID = re.compile(rb"^message-id[ \t]*:[ \t]*(.*(?:\r\n[ \t].*)*)", re.I | re.M)
 
 
 def header_section(raw: bytes) -> bytes:
     end = raw.find(b"\r\n\r\n")
     return raw if end < 0 else raw[: end + 2]
+
+
+def message_id(raw: bytes) -> str:
+    """The Message-ID field of ``raw`` unfolded ("" when there is none)."""
+    match = _MESSAGE_ID.search(header_section(raw))
+    if not match:
+        return ""
+    return " ".join(match.group(1).decode("utf-8", "replace").split())
 
 
 def count_received(raw: bytes) -> int:

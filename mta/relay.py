@@ -34,10 +34,10 @@ from mta import dsn, retry_policy
 from mta.clock import Clock
 from mta.config import Config
 from mta.events import BounceGenerated, Bus, DeliveryAttempt, RouteDecided
+from mta.message import message_id as message_id_of
 from mta.retry_policy import AttemptKind
 from mta.routing import Route, RouteError, Router
 from mta.smtp.client import Attempt, RelayClient
-from mta.smtp.common import message_id_of
 from mta.store import Bounce, Outcome, QueueRow, QueueState, Store, StoreError
 
 log = logging.getLogger("labmail.relay")

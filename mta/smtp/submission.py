@@ -29,12 +29,12 @@ from mta.addresses import AddressError, parse
 from mta.clock import Clock
 from mta.config import Config
 from mta.message import count_received, has_header, return_path
+from mta.message import message_id as message_id_of
 from mta.smtp.common import (
     LocalRecipients,
     address_reply,
     exception_reply,
     extend_ehlo,
-    message_id_of,
     peer_ip,
     received_for,
     smtputf8_requested,
