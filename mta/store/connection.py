@@ -147,6 +147,10 @@ class _GroupCommitter:
                      messages: int = 0) -> Any:
         if self.closed:
             raise StoreError("store is closed")
+        if statements and not _storable(statements):
+            # Refused before it can join a batch: one bad job must not fail (and slow down)
+            # the commit it would share with others (issue 17 item 6).
+            raise StoreError("a value is not valid UTF-8 text")
         future = asyncio.get_running_loop().create_future()
         self.pending.append(_Job(statements, fn, future, messages))
         self.wakeup.set()
@@ -200,6 +204,19 @@ class _GroupCommitter:
         # every public aiosqlite call works). Three trips (BEGIN, writes, COMMIT) cost the
         # event loop a wake-up each, which showed in the MX benchmark at concurrency 10.
         return await self.db._execute(_run_batch, self.db._conn, batch)
+
+
+def _storable(statements: list[Statement]) -> bool:
+    """Whether every text value can be stored (SQLite text is UTF-8: no lone surrogates)."""
+    try:
+        for _sql, rows in statements:
+            for row in rows:
+                for value in row:
+                    if type(value) is str and not value.isascii():
+                        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _run_batch(conn: sqlite3.Connection, batch: list[_Job]) -> list[Any]:
