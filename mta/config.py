@@ -81,11 +81,10 @@ class Limits:
     pop3_idle_timeout: float = 600.0
     # a POP3 maildrop lock left by a killed process frees itself after this (renewed while alive)
     pop3_lock_lease: float = 60.0
+    # base delay before a failed-login reply; it doubles with each failure from one client
+    # address, across connections (at most 64 times this), in submission and POP3
     failed_auth_delay: float = 1.0
     max_auth_failures: int = 3  # per connection; then 421 and the connection is closed
-    # failed logins are also counted per client address across connections: the delay before
-    # each failure reply doubles (failed_auth_delay * 2 ** (n - 1)) up to this
-    max_failed_auth_delay: float = 60.0
     max_received_headers: int = 30
 
 

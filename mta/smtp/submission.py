@@ -4,8 +4,10 @@ RFC 6409: every transaction needs AUTH (``530 5.7.0`` otherwise), and the envelo
 be the authenticated user's own address (``553 5.7.1``; ``<>`` included). AUTH PLAIN and LOGIN
 (RFC 4954, 4616) are checked against the store off the event loop; in plain text only where the
 config allows it (``538 5.7.11`` otherwise, and AUTH is then not advertised before STARTTLS).
-A failed AUTH answers ``535 5.7.8`` after ``limits.failed_auth_delay``; after
-``limits.max_auth_failures`` the connection gets ``421`` and is closed.
+A failed AUTH answers ``535 5.7.8`` after a delay that grows with the failures from the client's
+address across connections (``pop3.failures``: ``limits.failed_auth_delay`` doubled each time;
+a login forgets only its own account's failures); after ``limits.max_auth_failures`` in one
+session the connection gets ``421`` and is closed.
 
 The server completes the message (RFC 6409 8: ``Message-ID`` and ``Date`` when missing) and
 prepends ``Received: ... with ESMTPA`` (``ESMTPSA`` under TLS, RFC 3848). Recipients in the
@@ -42,6 +44,7 @@ from mta.smtp.common import (
 from mta.smtp.server import LabEnvelope, LabSMTP
 from mta.store import Store, StoreError, new_queue_id
 from pop3.crlf import to_crlf
+from pop3.failures import FailedLogins
 
 log = logging.getLogger("labmail.submission")
 
@@ -78,6 +81,7 @@ class SubmissionHandler:
         self.store = store
         self.clock = clock or Clock()
         self.recipients = LocalRecipients(config, store)
+        self.failed_logins = FailedLogins(config.limits.failed_auth_delay)
 
     # -- session --------------------------------------------------------------------------------
 
@@ -126,6 +130,7 @@ class SubmissionHandler:
             login = password = ""
         if login and password and await self.store.check_password(login, password):
             log.info("submission: %s authenticated from %s", login, peer_ip(server.session))
+            self.failed_logins.succeeded(peer_ip(server.session), login)
             # Mark the session and reply here: aiosmtpd's own success path would only add its
             # deprecated ``login_data`` (and a warning per login); "handled" stops it.
             server.session.authenticated = True
@@ -136,7 +141,9 @@ class SubmissionHandler:
         failures = server.auth_failures
         log.warning("submission: failed AUTH %d for %r from %s", failures, login,
                     peer_ip(server.session))
-        await asyncio.sleep(self.config.limits.failed_auth_delay)
+        delay = self.failed_logins.failed(peer_ip(server.session), login)
+        if delay > 0:
+            await asyncio.sleep(delay)
         if failures >= self.config.limits.max_auth_failures:
             await server.push(replies.TOO_MANY_AUTH_FAILURES.format(hostname=server.hostname))
             if server.transport is not None:
