@@ -13,6 +13,7 @@ import datetime
 import functools
 import re
 import time
+from collections.abc import Sequence
 from email.utils import format_datetime
 
 _RECEIVED = re.compile(rb"^received[ \t]*:", re.IGNORECASE | re.MULTILINE)
@@ -26,6 +27,14 @@ def header_section(raw: bytes) -> bytes:
 def count_received(raw: bytes) -> int:
     """How many hops the message has made (RFC 5321 6.3: a loop shows as many Received)."""
     return len(_RECEIVED.findall(header_section(raw)))
+
+
+def needs_smtputf8(declared: bool, sender: str, recipients: Sequence[str], raw: bytes) -> bool:
+    """Whether a message accepted with ``declared`` SMTPUTF8 needs it on the next hop too: its
+    addresses or its header section are not ASCII (RFC 6531 3.4, RFC 6532 3). Carried through
+    the queue, so the relay does not have to guess from the addresses alone."""
+    return declared and not (sender.isascii() and all(r.isascii() for r in recipients)
+                             and header_section(raw).isascii())
 
 
 def has_header(raw: bytes, name: str) -> bool:

@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from mta import dsn, retry_policy
 from mta.clock import Clock
 from mta.config import Config
+from mta.message import needs_smtputf8
 from mta.retry_policy import AttemptKind
 from mta.routing import Hop, RouteError, Router
 from mta.smtp.client import Attempt, RelayClient
@@ -196,7 +197,8 @@ class RelayWorker:
             attempt = Attempt(exc.text, kind, exc.status, False, None)
             results = dict.fromkeys(recipients, attempt)
         else:
-            results = await self.client.transmit(hops, first.sender, recipients, raw)
+            results = await self.client.transmit(hops, first.sender, recipients, raw,
+                                                 smtputf8=first.smtputf8)
         await self._record(group, results, raw, now)
 
     # -- results --------------------------------------------------------------------------------
@@ -243,4 +245,5 @@ class RelayWorker:
             log.info("relay id=%s: DSN to local mailbox %s", row.queue_id, owner)
             return Bounce(b"Return-Path: <>\r\n" + message, local_owner=owner)
         log.info("relay id=%s: DSN queued for <%s>", row.queue_id, row.sender)
-        return Bounce(message, remote=row.sender)
+        return Bounce(message, remote=row.sender,
+                      smtputf8=needs_smtputf8(True, "", [row.sender], message))

@@ -29,6 +29,7 @@ from mta.config import Config
 from mta.retry_policy import AttemptKind
 from mta.routing import Hop
 from mta.smtp.connections import SessionCache, close_session
+from mta.smtp.fit import Unfit, fit
 
 log = logging.getLogger("labmail.relay")
 
@@ -93,12 +94,14 @@ class RelayClient:
         await asyncio.gather(*self._closing_sessions, return_exceptions=True)
 
     async def transmit(self, hops: list[Hop], sender: str, recipients: list[str],
-                       raw: bytes) -> dict[str, Attempt]:
-        """One transaction with the first hop that answers; a status per recipient."""
+                       raw: bytes, *, smtputf8: bool = False) -> dict[str, Attempt]:
+        """One transaction with the first hop that answers; a status per recipient.
+        ``smtputf8``: the message needs SMTPUTF8 (carried from acceptance through the queue)."""
         failure = temporary("no next hop")
+        message = _Message(sender, recipients, raw, smtputf8)
         for hop in hops:
             try:
-                return await self._session(hop, sender, recipients, raw, tls=True)
+                return await self._session(hop, message, tls=True)
             except _TLSFailed as exc:
                 failure = exc.attempt
                 if self.config.relay.verify_tls:
@@ -106,7 +109,7 @@ class RelayClient:
                 log.info("relay: TLS with %s failed (%s); retrying without TLS", hop,
                          exc.attempt.reply)
                 try:
-                    return await self._session(hop, sender, recipients, raw, tls=False)
+                    return await self._session(hop, message, tls=False)
                 except _HopFailed as again:
                     failure = again.attempt
             except _HopFailed as exc:
@@ -123,14 +126,12 @@ class RelayClient:
             context.verify_mode = ssl.CERT_NONE
         return context
 
-    async def _session(self, hop: Hop, sender: str, recipients: list[str], raw: bytes, *,
-                       tls: bool) -> dict[str, Attempt]:
+    async def _session(self, hop: Hop, message: _Message, *, tls: bool) -> dict[str, Attempt]:
         key = (hop.host, hop.port, hop.name, tls)
         cached = self._sessions.take(key)
         if cached is not None:
             try:
-                results, reusable = await self._transaction(cached, hop, sender, recipients,
-                                                            raw, fresh=False)
+                results, reusable = await self._transaction(cached, hop, message, fresh=False)
             except _Stale:
                 await close_session(cached)  # closed by the server meanwhile: start afresh
             else:
@@ -138,8 +139,7 @@ class RelayClient:
                 return results
         client = await self._open(hop, tls)
         try:
-            results, reusable = await self._transaction(client, hop, sender, recipients, raw,
-                                                        fresh=True)
+            results, reusable = await self._transaction(client, hop, message, fresh=True)
         except BaseException:
             await close_session(client)
             raise
@@ -193,20 +193,18 @@ class RelayClient:
         except aiosmtplib.SMTPHeloError:
             await client.helo()
 
-    async def _transaction(self, client: aiosmtplib.SMTP, hop: Hop, sender: str,
-                           recipients: list[str], raw: bytes, *, fresh: bool
-                           ) -> tuple[dict[str, Attempt], bool]:
+    async def _transaction(self, client: aiosmtplib.SMTP, hop: Hop, message: _Message, *,
+                           fresh: bool) -> tuple[dict[str, Attempt], bool]:
         """One mail transaction; the results and whether the session can carry another
         (only after a 2xx: a server that refused something gets a fresh start next time)."""
-        options = _mail_options(client, raw)
-        utf8 = not (sender.isascii() and all(r.isascii() for r in recipients))
-        if utf8:
-            if not client.supports_extension("smtputf8"):
-                failed = Attempt(f"{hop} does not support SMTPUTF8 (RFC 6531)",
-                                 AttemptKind.PERMANENT, "5.6.7", False, hop)
-                return dict.fromkeys(recipients, failed), True
-            options.append("SMTPUTF8")
-        encoding = "utf-8" if utf8 else "ascii"
+        sender, recipients = message.sender, message.recipients
+        fitted = fit(client.supports_extension, sender, recipients, message.raw,
+                     smtputf8=message.smtputf8)
+        if isinstance(fitted, Unfit):  # RFC 6531 3.4, RFC 6152 3: returned, not retried
+            failed = Attempt(f"{hop} {fitted.reason}", AttemptKind.PERMANENT, fitted.status,
+                             False, hop)
+            return dict.fromkeys(recipients, failed), True
+        raw, options, encoding = fitted.raw, fitted.options, fitted.encoding
         results: dict[str, Attempt] = {}
         try:
             refused = await _mail(client, hop, sender, options, encoding, fresh=fresh)
@@ -228,14 +226,14 @@ class RelayClient:
         return results, reusable
 
 
-def _mail_options(client: aiosmtplib.SMTP, raw: bytes) -> list[str]:
-    """MAIL parameters the next hop offers (RFC 1870 SIZE, RFC 6152 8BITMIME)."""
-    options = []
-    if client.supports_extension("size"):
-        options.append(f"SIZE={len(raw)}")
-    if not raw.isascii() and client.supports_extension("8bitmime"):
-        options.append("BODY=8BITMIME")
-    return options
+@dataclass(frozen=True)
+class _Message:
+    """One queued message's transaction: envelope, data, and whether it needs SMTPUTF8."""
+
+    sender: str
+    recipients: list[str]
+    raw: bytes
+    smtputf8: bool
 
 
 async def _mail(client: aiosmtplib.SMTP, hop: Hop, sender: str, options: list[str],

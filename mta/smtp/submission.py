@@ -30,7 +30,7 @@ from mta import replies
 from mta.addresses import AddressError, parse
 from mta.clock import Clock
 from mta.config import Config
-from mta.message import count_received, has_header, return_path
+from mta.message import count_received, has_header, needs_smtputf8, return_path
 from mta.smtp.common import (
     LocalRecipients,
     address_reply,
@@ -207,7 +207,9 @@ class SubmissionHandler:
         try:
             await self.store.accept(queue_id, sender, local_owners=owners,
                                     local_raw=return_path(sender) + raw, remote=remote,
-                                    queue_raw=raw, now=self.clock.now())
+                                    queue_raw=raw, now=self.clock.now(),
+                                    smtputf8=needs_smtputf8(envelope.smtp_utf8, sender, remote,
+                                                            raw))
         except StoreError as exc:
             log.error("submission could not store message from %s: %s", sender, exc)
             return replies.TEMPORARY_FAILURE
