@@ -4,7 +4,7 @@ Rule for bare CR or LF inside DATA (RFC 5321 2.3.8 allows them only as CRLF): la
 normalises each to CRLF (``pop3.crlf.to_crlf``, the one CRLF rule). End of data is recognised
 only at CRLF.CRLF (aiosmtpd reads lines up to CRLF), so ``\\n.\\n`` cannot end a message early
 (no SMTP smuggling); after normalisation it is an ordinary line "." that the next hop's client
-dot-stuffs again.
+dot-stuffs again. For the 1000-octet line limit a bare LF ends a line too (``mta.smtp.data``).
 """
 
 from __future__ import annotations

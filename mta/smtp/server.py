@@ -1,9 +1,11 @@
 """SMTP listener plumbing shared by the submission (step 3) and MX (step 4) listeners.
 
 aiosmtpd does the protocol; this module adds what a real server needs around it: enhanced status
-codes on every reply (aiosmtpd's own carry none, RFC 2034), the protocol trace, a connection
-limit, RFC 5321 size limits, and a clean shutdown (idle sessions get ``421``; a transaction in
-flight finishes first). It binds with ``loop.create_server``, so port 0 works.
+codes on every reply (aiosmtpd's own carry none, RFC 2034) with no control characters echoed
+from the client, the protocol trace, connection limits (per listener and per client address), a
+junk-command limit, RFC 5321 size limits, paths refused before aiosmtpd misreads them
+(``mta.smtp.paths``), and a clean shutdown (idle sessions get ``421``; a transaction in flight
+finishes first). It binds with ``loop.create_server``, so port 0 works.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import os
 import shutil
 import smtplib
 import socket
+import sqlite3
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Sequence
@@ -18,6 +19,8 @@ import pytest
 from sending_helpers import ALICE, BOB, headers_named, mailbox, parse
 
 from mta.lab import Lab
+from mta.store import Store
+from mta.store.connection import schema_files
 
 SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 TEXT = "Grüße aus Köln, ½ € mehr\r\n.a dot line\r\n"
@@ -171,3 +174,23 @@ async def test_dsn_for_ascii_recipients_keeps_the_rfc_3464_form(lab: Lab) -> Non
     (dsn,) = await mailbox(lab["alice.lab"].store, ALICE)
     assert b"report-type=delivery-status" in dsn
     assert b"Final-Recipient: rfc822; nobody@bob.lab" in dsn
+
+
+async def test_a_queue_from_schema_2_migrates_and_reads_as_not_needing_smtputf8(tmp_path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    for number, _name, sql in schema_files():
+        if number <= 2:
+            conn.executescript(sql)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("INSERT INTO queue_messages (id, sender, raw, size, created) "
+                 "VALUES ('Q1', 'a@alice.lab', x'6869', 2, 1.0)")
+    conn.execute("INSERT INTO queue_recipients (message_id, recipient, domain, next_attempt, "
+                 "created, updated) VALUES ('Q1', 'b@bob.lab', 'bob.lab', 1.0, 1.0, 1.0)")
+    conn.commit()
+    conn.close()
+    async with await Store.open(path) as store:
+        (row,) = await store.due(2.0)
+        assert row.queue_id == "Q1" and row.smtputf8 is False
+        await store.enqueue("a@alice.lab", b"x\r\n", ["jörg@bob.lab"], now=2.0, smtputf8=True)
+        assert [r.smtputf8 for r in await store.due(3.0)] == [False, True]
