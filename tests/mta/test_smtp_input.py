@@ -77,6 +77,7 @@ async def test_bad_path_is_refused_at_once(mx: Server, line: bytes, code: str) -
     _, reply, after = await talk(mx, b"EHLO c.example", line, b"NOOP")
     assert reply.startswith(code), reply
     assert after.startswith("250")
+    assert await mx.store.count_entries() == 0
 
 
 @pytest.mark.parametrize("line", [b"RCPT TO:<@", b"RCPT TO:<@>",
@@ -109,6 +110,7 @@ async def test_a_thousand_bad_lines_log_little(server_factory, caplog) -> None:
     assert not any(r.exc_info for r in records)
     assert len(records) <= 1011
     assert sum(len(r.getMessage()) for r in records) < 1011 * 200
+    assert await mx.store.count_entries() == 0
 
 
 # -- item 6: SMTPUTF8 and octets that are not UTF-8 ---------------------------------------------
@@ -202,3 +204,4 @@ async def test_replies_never_echo_control_bytes(mx: Server) -> None:
         body = answer.replace(b"\r\n", b"")
         assert not any(b < 32 or b == 127 for b in body), answer
     assert answers[1].startswith(b"500")
+    assert await mx.store.count_entries() == 0
