@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mta.addresses import normalise
-from mta.store.connection import StoreBase, StoreError
+from mta.store.connection import StoreBase, StoreError, check_text
 
 # Messages this big are written into SQLite in pieces (no whole copy for the trace headers).
 LARGE_MESSAGE = 1024 * 1024
@@ -105,6 +105,7 @@ class Mailboxes(StoreBase):
         whole just to put a few header lines in front of it: it is written into SQLite in
         pieces (incremental blob I/O) instead of being bound as one value.
         """
+        check_text(sender, message_id, *owners)
         queue_id = queue_id or new_queue_id()
         if len(raw) < LARGE_MESSAGE:
             rows, entries = self._delivery_rows(owners, prefix + raw, sender, queue_id)
