@@ -30,6 +30,8 @@ from mta.store import Entry, Store, StoreError, format_rows
 log = logging.getLogger("labmail")
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+# what the shell reports for a program that SIGPIPE ended (``mta ... | head``)
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 class CommandError(Exception):
     """A failure to report to the user in one line (exit 1)."""
@@ -384,3 +386,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAIL
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (| head, | grep -q): nothing left to say
+        return quiet_broken_pipe()
+
+
+def quiet_broken_pipe() -> int:
+    """Point standard output at /dev/null and return ``EXIT_BROKEN_PIPE``.
+
+    Python flushes stdout again at exit; into the closed pipe that would print "Exception
+    ignored ... BrokenPipeError" (the recipe in the ``signal`` module's documentation).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE

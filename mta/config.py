@@ -11,6 +11,8 @@ the file. Environment variables override what containers and tests must change; 
     LABMAIL_LISTENERS_MX=0.0.0.0:25          ("off" disables a listener)
     LABMAIL_LISTENERS_SUBMISSION=0.0.0.0:587
     LABMAIL_LISTENERS_POP3=0.0.0.0:110
+    LABMAIL_LISTENERS_SUBMISSIONS=0.0.0.0:465   (implicit TLS, RFC 8314)
+    LABMAIL_LISTENERS_POP3S=0.0.0.0:995
     LABMAIL_ROUTES=alice.lab=alice-mta:25,bob.lab=bob-mta:25   ("" clears the table)
     LABMAIL_RELAY_NAMESERVERS=127.0.0.1:5353
     LABMAIL_WORKERS=2                         (processes on the MX and POP3 ports)
@@ -19,6 +21,7 @@ the file. Environment variables override what containers and tests must change; 
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -49,6 +52,13 @@ class Listeners:
     mx: Listener | None = None
     submission: Listener | None = None
     pop3: Listener | None = None
+    # RFC 8314 implicit TLS: TLS from the first byte (need a [tls] certificate)
+    submissions: Listener | None = None
+    pop3s: Listener | None = None
+
+# the listener names, in the order they are started and reported
+LISTENER_NAMES = ("mx", "submission", "submissions", "pop3", "pop3s")
+IMPLICIT_TLS = ("submissions", "pop3s")
 
 
 @dataclass(frozen=True)
@@ -76,7 +86,7 @@ class Limits:
     pop3_idle_timeout: float = 600.0
     # a POP3 maildrop lock left by a killed process frees itself after this (renewed while alive)
     pop3_lock_lease: float = 60.0
-    failed_auth_delay: float = 1.0
+    failed_auth_delay: float = 1.0  # the one float that may be 0 (ZERO_ALLOWED)
     max_auth_failures: int = 3  # per connection; then 421 and the connection is closed
     max_received_headers: int = 30
 
@@ -148,6 +158,10 @@ class Config:
 
 # ---------------------------------------------------------------------------------------------
 # parsing
+
+
+# Float settings that may be 0; every other float (timeouts, leases, retry times) must be > 0.
+ZERO_ALLOWED = frozenset({"failed_auth_delay"})
 
 
 def parse_hostport(value: str, where: str) -> tuple[str, int]:
@@ -277,8 +291,13 @@ def _dataclass_section(reader: _Reader, key: str, cls: type) -> Any:
             value = sub.positive(f.name, int, default)
         elif isinstance(default, float):
             value = sub.get(f.name, float, default)
-            if value < 0:
-                raise sub.err(f.name, "must not be negative")
+            # nan compares false with everything: without isfinite, a nan timeout would pass
+            # (and make every session time out at once)
+            if not math.isfinite(value):
+                raise sub.err(f.name, "must be a finite number (not nan or inf)")
+            if value < 0 or (value == 0 and f.name not in ZERO_ALLOWED):
+                raise sub.err(f.name, "must be greater than 0"
+                              if f.name not in ZERO_ALLOWED else "must not be negative")
         elif isinstance(default, str):
             value = sub.get(f.name, str, default)
         else:  # tuple of strings
@@ -334,7 +353,7 @@ def from_dict(data: Mapping[str, Any], source: str = "<config>",
     if not database:
         raise r.err("database", "is required (the SQLite file that holds the mailboxes)")
     listeners_r = r.sub("listeners")
-    listeners = Listeners(*(_listener(listeners_r, n) for n in ("mx", "submission", "pop3")))
+    listeners = Listeners(**{n: _listener(listeners_r, n) for n in LISTENER_NAMES})
     listeners_r.finish()
     accounts = _accounts(r, domains)
     postmaster = r.get("postmaster", str)
@@ -385,6 +404,8 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 (TOML 1.0 "Spec")
+        raise ConfigError(f"{path}: not valid UTF-8 at byte {exc.start}") from None
     config = from_dict(data, str(path), path.parent)
     return apply_env(config, os.environ if environ is None else environ)
 
@@ -430,6 +451,8 @@ _ENV_OVERRIDES: dict[str, Callable[[Config, str, str], dict[str, Any]]] = {
     "LISTENERS_MX": _env_listener,
     "LISTENERS_SUBMISSION": _env_listener,
     "LISTENERS_POP3": _env_listener,
+    "LISTENERS_SUBMISSIONS": _env_listener,
+    "LISTENERS_POP3S": _env_listener,
 }
 
 
