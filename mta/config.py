@@ -86,7 +86,7 @@ class Limits:
     pop3_idle_timeout: float = 600.0
     # a POP3 maildrop lock left by a killed process frees itself after this (renewed while alive)
     pop3_lock_lease: float = 60.0
-    failed_auth_delay: float = 1.0  # the one float that may be 0 (ZERO_ALLOWED)
+    failed_auth_delay: float = 1.0
     max_auth_failures: int = 3  # per connection; then 421 and the connection is closed
     max_received_headers: int = 30
 

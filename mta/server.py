@@ -35,6 +35,9 @@ class Listener(Protocol):
     @property
     def port(self) -> int: ...
 
+    def stop_accepting(self) -> None:
+        """Stop accepting and tell the sessions (at once, before anyone waits)."""
+
     async def close(self, grace: float = 10.0) -> None:
         """Stop accepting; sessions get ``grace`` seconds to finish."""
 
@@ -49,8 +52,11 @@ class POP3Listening:
     def port(self) -> int:
         return self.listener.sockets[0].getsockname()[1]
 
-    async def close(self, grace: float = 10.0) -> None:
+    def stop_accepting(self) -> None:
         self.listener.close()  # ends the sessions: each releases its maildrop lock
+
+    async def close(self, grace: float = 10.0) -> None:
+        self.stop_accepting()
         await self.listener.wait_closed(grace)
 
 
@@ -91,11 +97,16 @@ class Server:
         if self._closed:
             return
         self._closed = True
-        for name, listener in self.listeners.items():
-            try:
-                await listener.close(grace)
-            except Exception:
-                log.exception("closing listener %s failed", name)
+        # Every listener at once: idle POP3 sessions get their notice now, not after the SMTP
+        # listeners' grace period for transactions in flight.
+        for listener in self.listeners.values():
+            listener.stop_accepting()
+        results = await asyncio.gather(*(listener.close(grace)
+                                         for listener in self.listeners.values()),
+                                       return_exceptions=True)
+        for name, result in zip(self.listeners, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("closing listener %s failed", name, exc_info=result)
         for service in reversed(self.services):
             try:
                 await service.close()

@@ -279,10 +279,14 @@ class SMTPListener:
     def port(self) -> int:
         return self.server.sockets[0].getsockname()[1]
 
-    async def close(self, grace: float = 10.0) -> None:
-        """Stop accepting; 421 idle sessions; give transactions in flight ``grace`` seconds."""
+    def stop_accepting(self) -> None:
+        """Stop accepting; sessions see ``closing`` (an idle one gets 421 after its reply)."""
         self.state.closing = True
         self.server.close()
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Stop accepting; 421 idle sessions; give transactions in flight ``grace`` seconds."""
+        self.stop_accepting()
         for session in list(self.state.sessions):
             await session.shutdown()
         try:
