@@ -66,43 +66,55 @@ def setup_logging(verbose: bool, trace: bool) -> None:
 
 
 async def _serve(config: Config, config_path: Path, worker: bool) -> None:
-    pool = None
     stop = asyncio.Event()
     if worker:  # one of mta.workers' processes: MX and POP3 on the shared ports
         server = await server_mod.start(config, relay=False, shared_ports=True,
                                         write_accounts=False)
-        await workers.watch_parent(stop)
-        print(workers.READY, flush=True)
     else:
         workers.check_supported(config)
         server = await server_mod.start(config, shared_ports=config.workers > 1)
-        for name, port in server.ports.items():
-            listener = getattr(config.listeners, name)
-            print(f"mta: {config.hostname} {name} listening on {listener.host}:{port}",
-                  flush=True)
-        if config.workers > 1 and ({"mx", "pop3"} & server.ports.keys()):
-            pool = workers.WorkerPool(config_path, config, server.ports, config.workers - 1)
-            try:
-                await pool.start()
-            except BaseException:
-                await pool.close()
-                await server.close(grace=0)
-                raise
-            print(f"mta: {config.hostname} {pool.count} more worker process(es) on the "
-                  "MX and POP3 ports", flush=True)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, AttributeError, ValueError):  # Windows
-            pass
+    # From here on every exit path closes the server and its store: aiosqlite's threads
+    # would otherwise keep the process alive in interpreter shutdown, holding its sockets.
+    pool = None
     try:
+        if worker:
+            await workers.watch_parent(stop)
+            print(workers.READY, flush=True)  # fails if the first process is gone already
+        else:
+            pool = await _announce_and_start_workers(config, config_path, server)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, AttributeError, ValueError):  # Windows
+                pass
         await stop.wait()
     finally:
         log.info("shutting down")
-        if pool is not None:
-            await pool.close()
-        await server.close()
+        try:
+            if pool is not None:
+                await pool.close()
+        finally:
+            await server.close()
+
+
+async def _announce_and_start_workers(config: Config, config_path: Path,
+                                      server: server_mod.Server) -> workers.WorkerPool | None:
+    """Print the bound ports; with ``workers > 1`` start the other processes."""
+    for name, port in server.ports.items():
+        listener = getattr(config.listeners, name)
+        print(f"mta: {config.hostname} {name} listening on {listener.host}:{port}", flush=True)
+    if config.workers < 2 or not ({"mx", "pop3"} & server.ports.keys()):
+        return None
+    pool = workers.WorkerPool(config_path, config, server.ports, config.workers - 1)
+    try:
+        await pool.start()
+    except BaseException:
+        await pool.close()
+        raise
+    print(f"mta: {config.hostname} {pool.count} more worker process(es) on the "
+          "MX and POP3 ports", flush=True)
+    return pool
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:

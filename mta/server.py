@@ -97,6 +97,17 @@ class Server:
         if self._closed:
             return
         self._closed = True
+        try:
+            await self._close_listeners(grace)
+            for service in reversed(self.services):
+                try:
+                    await service.close()
+                except Exception:
+                    log.exception("closing %r failed", service)
+        finally:  # whatever failed above: the store's threads must end (issue 17 item 16)
+            await self.store.close()
+
+    async def _close_listeners(self, grace: float) -> None:
         # Every listener at once: idle POP3 sessions get their notice now, not after the SMTP
         # listeners' grace period for transactions in flight.
         for listener in self.listeners.values():
@@ -107,12 +118,6 @@ class Server:
         for name, result in zip(self.listeners, results, strict=True):
             if isinstance(result, Exception):
                 log.error("closing listener %s failed", name, exc_info=result)
-        for service in reversed(self.services):
-            try:
-                await service.close()
-            except Exception:
-                log.exception("closing %r failed", service)
-        await self.store.close()
 
 
 async def ensure_accounts(config: Config, store: Store) -> None:

@@ -273,9 +273,15 @@ class StoreBase:
         return cls(path, writer, reader)
 
     async def close(self) -> None:
-        await self._writer.close()
-        await self._writer_db.close()
-        await self._reader.close()
+        """Finish the queued writes, then close both connections, each even if a step before
+        it failed: an open aiosqlite connection's thread keeps the process from exiting."""
+        try:
+            await self._writer.close()
+        finally:
+            try:
+                await self._writer_db.close()
+            finally:
+                await self._reader.close()
 
     async def __aenter__(self) -> Self:
         return self
