@@ -13,6 +13,7 @@ import getpass
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from mta import config as config_mod
 from mta import server as server_mod
 from mta import workers
 from mta.addresses import normalise
-from mta.config import Config, ConfigError
+from mta.config import IMPLICIT_TLS, Config, ConfigError
 from mta.store import Entry, Store, StoreError, format_rows
 
 log = logging.getLogger("labmail")
@@ -104,7 +105,7 @@ async def _announce_and_start_workers(config: Config, config_path: Path,
     for name, port in server.ports.items():
         listener = getattr(config.listeners, name)
         print(f"mta: {config.hostname} {name} listening on {listener.host}:{port}", flush=True)
-    if config.workers < 2 or not ({"mx", "pop3"} & server.ports.keys()):
+    if config.workers < 2 or not (set(workers.SHARED) & server.ports.keys()):
         return None
     pool = workers.WorkerPool(config_path, config, server.ports, config.workers - 1)
     try:
@@ -133,8 +134,14 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
 # -- check ---------------------------------------------------------------------------------------
 
 
-async def _greeting(host: str, port: int, timeout: float) -> str:
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+async def _greeting(host: str, port: int, timeout: float, tls: bool = False) -> str:
+    context = None
+    if tls:  # implicit TLS (RFC 8314): a health check asks for liveness, not identity
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(host, port, ssl=context), timeout)
     try:
         line = await asyncio.wait_for(reader.readline(), timeout)
         return line.decode("utf-8", "replace").strip()
@@ -143,7 +150,8 @@ async def _greeting(host: str, port: int, timeout: float) -> str:
 
 
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
-    expected = {"mx": "220", "submission": "220", "pop3": "+OK"}
+    expected = {"mx": "220", "submission": "220", "submissions": "220", "pop3": "+OK",
+                "pop3s": "+OK"}
     failures = 0
     checked = 0
     for name, want in expected.items():
@@ -153,8 +161,9 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
         checked += 1
         host = "127.0.0.1" if listener.host in ("0.0.0.0", "", "::") else listener.host
         try:
-            greeting = asyncio.run(_greeting(host, listener.port, args.timeout))
-        except (OSError, TimeoutError) as exc:
+            greeting = asyncio.run(_greeting(host, listener.port, args.timeout,
+                                             tls=name in IMPLICIT_TLS))
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
             greeting = f"no answer ({exc.__class__.__name__}: {exc})"
         ok = greeting.startswith(want)
         failures += not ok

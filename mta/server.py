@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from mta import tls
 from mta.clock import Clock
-from mta.config import Config
+from mta.config import IMPLICIT_TLS, Config, ConfigError
 from mta.events import Bus
 from mta.memory import return_large_blocks_to_os
 from mta.relay import RelayWorker
@@ -144,43 +145,64 @@ async def start(config: Config, *, clock: Clock | None = None, relay: bool = Tru
     try:
         if write_accounts:
             await ensure_accounts(config, store)
-        tls_context = tls.server_context(config)
-        limits = config.limits
-        if config.listeners.mx:
-            handler = mx.InboundHandler(config, store, server.faults)
-            server.listeners["mx"] = await start_smtp_listener(
-                handler, config.listeners.mx.host, config.listeners.mx.port,
-                hostname=config.hostname, component="mx", step=4,
-                max_connections=limits.max_connections,
-                data_size_limit=limits.max_message_size, timeout=limits.command_timeout,
-                tls_context=tls_context, reuse_port=shared_ports, **mx.handler_kwargs(config))
-        if config.listeners.submission:
-            if tls_context is None and not config.allow_plaintext_auth:
-                log.warning("submission: no TLS and plain-text AUTH not allowed: "
-                            "nobody can authenticate")
-            server.listeners["submission"] = await start_smtp_listener(
-                submission.SubmissionHandler(config, store, server.clock),
-                config.listeners.submission.host, config.listeners.submission.port,
-                hostname=config.hostname, component="submission", step=3,
-                max_connections=limits.max_connections,
-                data_size_limit=limits.max_message_size, timeout=limits.command_timeout,
-                tls_context=tls_context, **submission.handler_kwargs(config))
-            if relay:
-                server.start_relay()
-        if config.listeners.pop3:
-            server.listeners["pop3"] = POP3Listening(await start_pop3(
-                store, config.listeners.pop3.host, config.listeners.pop3.port,
-                POP3Options(config.hostname,
-                            allow_plaintext_auth=config.allow_plaintext_auth,
-                            apop=any(account.apop for account in config.accounts),
-                            idle_timeout=limits.pop3_idle_timeout,
-                            max_connections=limits.max_connections,
-                            failed_auth_delay=limits.failed_auth_delay,
-                            lock_lease=limits.pop3_lock_lease),
-                tls_context, reuse_port=shared_ports))
+        await _start_listeners(server, tls.server_context(config), shared_ports, relay)
         for name, port in server.ports.items():
             log.info("%s listening on %s:%d", name, getattr(config.listeners, name).host, port)
     except BaseException:
         await server.close(grace=0)
         raise
     return server
+
+
+async def _start_listeners(server: Server, tls_context: ssl.SSLContext | None,
+                           shared_ports: bool, relay: bool) -> None:
+    """Bind every listener the config names, in ``LISTENER_NAMES`` order."""
+    config, limits = server.config, server.config.limits
+    for name in IMPLICIT_TLS:
+        if getattr(config.listeners, name) and tls_context is None:
+            raise ConfigError(f"{config.source}: 'listeners.{name}' needs TLS: set "
+                              'tls = "self-signed" or a [tls] table with cert and key')
+    if config.listeners.mx:
+        handler = mx.InboundHandler(config, server.store, server.faults)
+        server.listeners["mx"] = await start_smtp_listener(
+            handler, config.listeners.mx.host, config.listeners.mx.port,
+            hostname=config.hostname, component="mx", step=4,
+            max_connections=limits.max_connections,
+            data_size_limit=limits.max_message_size, timeout=limits.command_timeout,
+            tls_context=tls_context, reuse_port=shared_ports, **mx.handler_kwargs(config))
+    for name in ("submission", "submissions"):
+        if getattr(config.listeners, name):
+            server.listeners[name] = await _submission(server, name, tls_context)
+    if relay and server.listeners.keys() & {"submission", "submissions"}:
+        server.start_relay()
+    for name in ("pop3", "pop3s"):
+        listener = getattr(config.listeners, name)
+        if listener:
+            server.listeners[name] = POP3Listening(await start_pop3(
+                server.store, listener.host, listener.port,
+                POP3Options(config.hostname,
+                            allow_plaintext_auth=config.allow_plaintext_auth,
+                            apop=any(account.apop for account in config.accounts),
+                            idle_timeout=limits.pop3_idle_timeout,
+                            max_connections=limits.max_connections,
+                            failed_auth_delay=limits.failed_auth_delay,
+                            lock_lease=limits.pop3_lock_lease,
+                            implicit_tls=name in IMPLICIT_TLS),
+                tls_context, reuse_port=shared_ports))
+
+
+async def _submission(server: Server, name: str,
+                      tls_context: ssl.SSLContext | None) -> Listener:
+    """The submission listener (587, STARTTLS) or submissions (465, RFC 8314 implicit TLS)."""
+    config, limits = server.config, server.config.limits
+    implicit = name in IMPLICIT_TLS
+    if not implicit and tls_context is None and not config.allow_plaintext_auth:
+        log.warning("submission: no TLS and plain-text AUTH not allowed: "
+                    "nobody can authenticate")
+    listener = getattr(config.listeners, name)
+    return await start_smtp_listener(
+        submission.SubmissionHandler(config, server.store, server.clock),
+        listener.host, listener.port, hostname=config.hostname, component="submission", step=3,
+        max_connections=limits.max_connections,
+        data_size_limit=limits.max_message_size, timeout=limits.command_timeout,
+        tls_context=tls_context, implicit_tls=implicit, **submission.handler_kwargs(config))

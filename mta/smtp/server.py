@@ -67,8 +67,14 @@ class LabSMTP(SMTP):
     auth_failures: int = 0  # failed AUTH attempts in this session (submission)
 
     def __init__(self, handler: Any, state: ListenerState, *, offer_auth: bool = True,
-                 **kwargs: Any) -> None:
+                 implicit_tls: bool = False, **kwargs: Any) -> None:
+        if implicit_tls:
+            # RFC 8314 3.3: the session is encrypted from the first byte. aiosmtpd counts
+            # only STARTTLS as encryption and would never offer AUTH here (aiosmtpd #274,
+            # #281): tell it TLS is not required for AUTH, and offer no STARTTLS.
+            kwargs |= {"auth_require_tls": False, "tls_context": None}
         super().__init__(handler, **kwargs)
+        self.implicit_tls = implicit_tls
         self.state = state
         # aiosmtpd keeps these limits on the class, shared by every session; keep ours apart.
         self.command_size_limits = collections.defaultdict(lambda: COMMAND_LIMIT - 2)
@@ -183,7 +189,7 @@ class LabSMTP(SMTP):
 
     async def smtp_STARTTLS(self, arg: str) -> None:
         # aiosmtpd would start a second handshake inside the first one (RFC 3207 4.2)
-        if self._tls_protocol is not None:
+        if self._tls_protocol is not None or self.implicit_tls:
             await self.push(replies.TLS_ALREADY_ACTIVE)
             return
         await super().smtp_STARTTLS(arg)
@@ -201,6 +207,10 @@ class LabSMTP(SMTP):
         first = self.transport is None
         super().connection_made(transport)
         if first:
+            if self.implicit_tls and self.session is not None:
+                # what aiosmtpd records after STARTTLS; Received then says ESMTPSA (RFC 3848)
+                self.session.ssl = {name: transport.get_extra_info(name) for name in
+                                    ("sslcontext", "ssl_object", "peercert", "cipher")}
             self._peer = trace.peer_text(self.session.peer if self.session else None)
             self.state.sessions.add(self)
             self.state.idle.clear()
@@ -302,9 +312,11 @@ async def start_smtp_listener(handler: Any, host: str, port: int, *, hostname: s
                               component: str, step: int, max_connections: int,
                               data_size_limit: int, timeout: float,
                               tls_context: ssl.SSLContext | None = None,
-                              reuse_port: bool = False, **smtp_kwargs: Any) -> SMTPListener:
+                              implicit_tls: bool = False, reuse_port: bool = False,
+                              **smtp_kwargs: Any) -> SMTPListener:
     """Bind ``host:port`` (0 for an ephemeral port) and serve SMTP with ``handler``;
-    ``reuse_port``: worker processes listen on the same port (SO_REUSEPORT)."""
+    ``implicit_tls``: TLS from the first byte with ``tls_context`` (RFC 8314, port 465),
+    otherwise STARTTLS with it; ``reuse_port``: worker processes share the port (SO_REUSEPORT)."""
     loop = asyncio.get_running_loop()
     state = ListenerState(hostname, component, step, max_connections)
 
@@ -312,8 +324,10 @@ async def start_smtp_listener(handler: Any, host: str, port: int, *, hostname: s
         return LabSMTP(handler, state, hostname=hostname, ident="labmail ESMTP",
                        data_size_limit=data_size_limit, enable_SMTPUTF8=True,
                        decode_data=False, tls_context=tls_context, timeout=timeout,
-                       loop=loop, **smtp_kwargs)
+                       implicit_tls=implicit_tls, loop=loop, **smtp_kwargs)
 
     server = await loop.create_server(factory, host, port, reuse_address=True, backlog=1024,
-                                      reuse_port=reuse_port or None)
+                                      reuse_port=reuse_port or None,
+                                      ssl=tls_context if implicit_tls else None,
+                                      ssl_handshake_timeout=timeout if implicit_tls else None)
     return SMTPListener(server, state)
