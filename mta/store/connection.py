@@ -173,6 +173,8 @@ class _GroupCommitter:
             results = await self._transaction(batch)
         except Exception as exc:
             if len(batch) == 1:
+                if _disk_fault(exc):  # before the caller hears of it: the space is free then
+                    await self.checkpoint()
                 self._fail(batch[0], exc)
                 return
             # Isolate the job that failed: each job in a transaction of its own.
@@ -194,12 +196,38 @@ class _GroupCommitter:
         if not job.future.done():
             job.future.set_exception(StoreError(str(exc)))
 
+    async def checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it to zero bytes (issue 17 item 11).
+
+        SQLite checkpoints on its own only every 1,000 pages and truncates the WAL only when
+        the last connection closes; after a full disk the space the WAL holds must be usable
+        at once, and at shutdown another process (the POP3 container) may keep the file open.
+        """
+        try:
+            busy, frames, copied = await self.db._execute(_truncate_wal, self.db._conn)
+        except (sqlite3.Error, ValueError) as exc:  # ValueError: the connection is closed
+            log.warning("WAL checkpoint failed: %s", exc)
+            return
+        if busy:  # a reader in another process holds old frames: they stay for now
+            log.info("WAL checkpoint incomplete: %d of %d frames copied", copied, frames)
+
     async def _transaction(self, batch: list[_Job]) -> list[Any]:
         # One trip to the connection's thread for the whole transaction: aiosqlite owns the
         # sqlite3 connection in its thread and ``_execute`` runs a function there (it is how
         # every public aiosqlite call works). Three trips (BEGIN, writes, COMMIT) cost the
         # event loop a wake-up each, which showed in the MX benchmark at concurrency 10.
         return await self.db._execute(_run_batch, self.db._conn, batch)
+
+
+def _truncate_wal(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    """(busy, WAL frames, frames copied), in the writer connection's thread."""
+    return conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+
+
+def _disk_fault(exc: Exception) -> bool:
+    """A write that failed for want of space or on an I/O error (not a bad statement)."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
+    return code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
 
 
 def _run_batch(conn: sqlite3.Connection, batch: list[_Job]) -> list[Any]:
@@ -277,6 +305,7 @@ class StoreBase:
         it failed: an open aiosqlite connection's thread keeps the process from exiting."""
         try:
             await self._writer.close()
+            await self._writer.checkpoint()  # the WAL's space back, whoever else has the file
         finally:
             try:
                 await self._writer_db.close()
