@@ -66,7 +66,8 @@ def setup_logging(verbose: bool, trace: bool) -> None:
 # -- serve ---------------------------------------------------------------------------------------
 
 
-async def _serve(config: Config, config_path: Path, worker: bool) -> None:
+async def _serve(config: Config, config_path: Path, worker: bool,
+                 forward_events: bool = False) -> None:
     stop = asyncio.Event()
     if worker:  # one of mta.workers' processes: MX and POP3 on the shared ports
         server = await server_mod.start(config, relay=False, shared_ports=True,
@@ -81,6 +82,8 @@ async def _serve(config: Config, config_path: Path, worker: bool) -> None:
         if worker:
             await workers.watch_parent(stop)
             print(workers.READY, flush=True)  # fails if the first process is gone already
+            if forward_events:  # after READY: from here on standard output carries events
+                await workers.forward_events(server.bus)
         else:
             pool = await _announce_and_start_workers(config, config_path, server)
         loop = asyncio.get_running_loop()
@@ -107,7 +110,8 @@ async def _announce_and_start_workers(config: Config, config_path: Path,
         print(f"mta: {config.hostname} {name} listening on {listener.host}:{port}", flush=True)
     if config.workers < 2 or not (set(workers.SHARED) & server.ports.keys()):
         return None
-    pool = workers.WorkerPool(config_path, config, server.ports, config.workers - 1)
+    pool = workers.WorkerPool(config_path, config, server.ports, config.workers - 1,
+                              bus=server.bus)
     try:
         await pool.start()
     except BaseException:
@@ -121,7 +125,7 @@ async def _announce_and_start_workers(config: Config, config_path: Path,
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     setup_logging(args.verbose, args.trace)
     try:
-        asyncio.run(_serve(config, args.config_path, args.worker))
+        asyncio.run(_serve(config, args.config_path, args.worker, args.forward_events))
     except KeyboardInterrupt:
         pass
     except OSError as exc:
@@ -346,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", action="store_true", help="log every protocol line")
     p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # mta.workers
+    p.add_argument("--forward-events", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser("check", help="connect to each listener and expect its greeting")

@@ -14,16 +14,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from mta import tls
+from mta import tls, trace
 from mta.clock import Clock
 from mta.config import IMPLICIT_TLS, Config, ConfigError
-from mta.events import Bus
+from mta.events import Bus, MessageStored
 from mta.memory import return_large_blocks_to_os
+from mta.pop3_events import POP3Events
 from mta.relay import RelayWorker
 from mta.smtp import mx, submission
 from mta.smtp.faults import FaultInjector
 from mta.smtp.server import start_smtp_listener
-from mta.store import Store
+from mta.store import Delivered, Store
 from pop3.server import POP3Listener, POP3Options
 from pop3.server import start_server as start_pop3
 
@@ -88,7 +89,7 @@ class Server:
         are known once every domain's MX is bound)."""
         if self.relay is None:
             config = self.config if routes is None else replace(self.config, routes=routes)
-            self.relay = RelayWorker(config, self.store, self.clock)
+            self.relay = RelayWorker(config, self.store, self.clock, bus=self.bus)
             self.services.append(self.relay)
         if background:
             self.relay.start()
@@ -127,6 +128,43 @@ async def ensure_accounts(config: Config, store: Store) -> None:
                            for a in config.accounts))
 
 
+def publish_stored(server: Server, delivered: Delivered) -> None:
+    """Publish one ``MessageStored`` per mailbox entry a delivery committed (end of step 4).
+
+    Called by the store after the commit (``Store.on_delivery``), so a consumer that sees the
+    event finds the message in the store.
+    """
+    bus = server.bus
+    if not bus.active:
+        return
+    config = server.config
+    for (owner, uid), row_id in zip(delivered.entries, delivered.ids, strict=True):
+        bus.publish(MessageStored(
+            server=config.hostname, domain=config.domains[0], step=4,
+            queue_id=delivered.queue_id or None, message_id=delivered.message_id or None,
+            mailbox_id=row_id, uidl=uid, owner=owner, size=delivered.size,
+            sender=delivered.sender))
+
+
+async def _listen_pop3(server: Server, name: str, tls_context: ssl.SSLContext | None,
+                       shared_ports: bool) -> POP3Listening:
+    """The POP3 listener (110, STLS) or pop3s (995, RFC 8314 implicit TLS)."""
+    config, limits = server.config, server.config.limits
+    listener = getattr(config.listeners, name)
+    return POP3Listening(await start_pop3(
+        server.store, listener.host, listener.port,
+        POP3Options(config.hostname,
+                    allow_plaintext_auth=config.allow_plaintext_auth,
+                    apop=any(account.apop for account in config.accounts),
+                    idle_timeout=limits.pop3_idle_timeout,
+                    max_connections=limits.max_connections,
+                    failed_auth_delay=limits.failed_auth_delay,
+                    lock_lease=limits.pop3_lock_lease,
+                    implicit_tls=name in IMPLICIT_TLS),
+        tls_context, reuse_port=shared_ports,
+        observer=POP3Events(server.bus, config.hostname, config.domains[0])))
+
+
 async def start(config: Config, *, clock: Clock | None = None, relay: bool = True,
                 shared_ports: bool = False, write_accounts: bool = True,
                 bus: Bus | None = None) -> Server:
@@ -142,6 +180,9 @@ async def start(config: Config, *, clock: Clock | None = None, relay: bool = Tru
     store = await Store.open(config.database)
     server = Server(config, store, FaultInjector(config.faults.mx_replies), clock=clock or Clock(),
                     bus=bus if bus is not None else Bus())
+    if trace.enabled():  # the labmail.trace log (``--trace``) is a subscriber of the bus
+        trace.follow(server.bus)
+    store.on_delivery(lambda delivered: publish_stored(server, delivered))
     try:
         if write_accounts:
             await ensure_accounts(config, store)
@@ -169,26 +210,16 @@ async def _start_listeners(server: Server, tls_context: ssl.SSLContext | None,
             hostname=config.hostname, component="mx", step=4,
             max_connections=limits.max_connections,
             data_size_limit=limits.max_message_size, timeout=limits.command_timeout,
-            tls_context=tls_context, reuse_port=shared_ports, **mx.handler_kwargs(config))
+            tls_context=tls_context, reuse_port=shared_ports, **_published(server),
+            **mx.handler_kwargs(config))
     for name in ("submission", "submissions"):
         if getattr(config.listeners, name):
             server.listeners[name] = await _submission(server, name, tls_context)
     if relay and server.listeners.keys() & {"submission", "submissions"}:
         server.start_relay()
     for name in ("pop3", "pop3s"):
-        listener = getattr(config.listeners, name)
-        if listener:
-            server.listeners[name] = POP3Listening(await start_pop3(
-                server.store, listener.host, listener.port,
-                POP3Options(config.hostname,
-                            allow_plaintext_auth=config.allow_plaintext_auth,
-                            apop=any(account.apop for account in config.accounts),
-                            idle_timeout=limits.pop3_idle_timeout,
-                            max_connections=limits.max_connections,
-                            failed_auth_delay=limits.failed_auth_delay,
-                            lock_lease=limits.pop3_lock_lease,
-                            implicit_tls=name in IMPLICIT_TLS),
-                tls_context, reuse_port=shared_ports))
+        if getattr(config.listeners, name):
+            server.listeners[name] = await _listen_pop3(server, name, tls_context, shared_ports)
 
 
 async def _submission(server: Server, name: str,
@@ -205,4 +236,10 @@ async def _submission(server: Server, name: str,
         listener.host, listener.port, hostname=config.hostname, component="submission", step=3,
         max_connections=limits.max_connections,
         data_size_limit=limits.max_message_size, timeout=limits.command_timeout,
-        tls_context=tls_context, implicit_tls=implicit, **submission.handler_kwargs(config))
+        tls_context=tls_context, implicit_tls=implicit, **_published(server),
+        **submission.handler_kwargs(config))
+
+
+def _published(server: Server) -> dict[str, Any]:
+    """What an SMTP listener needs to publish its events."""
+    return {"bus": server.bus, "domain": server.config.domains[0]}
