@@ -1,7 +1,8 @@
 """The ``mta`` command: run one domain's server and look after its accounts and mail.
 
-``mta serve`` runs every listener the config names (steps 3, 4, 5); ``mta check`` is the
-container health check; the account and mailbox commands inspect the store without a mail
+``mta serve`` runs every listener the config names (steps 3, 4, 5) and refuses to start on a
+database it cannot write; ``mta check`` is the container health check (greetings, a writable
+database); the account and mailbox commands inspect the store without a mail
 client. Every command takes ``--config FILE``. Errors print one line and exit non-zero.
 """
 
@@ -13,6 +14,7 @@ import getpass
 import logging
 import os
 import signal
+import sqlite3
 import ssl
 import sys
 import time
@@ -26,7 +28,14 @@ from mta import server as server_mod
 from mta import workers
 from mta.addresses import normalise
 from mta.config import IMPLICIT_TLS, Config, ConfigError
-from mta.store import Entry, Store, StoreError, format_rows
+from mta.store import (
+    Entry,
+    Store,
+    StoreError,
+    check_writable,
+    format_rows,
+    why_not_writable,
+)
 
 log = logging.getLogger("labmail")
 
@@ -132,6 +141,9 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         raise CommandError(f"cannot listen: {exc.strerror or exc}") from None
     except RuntimeError as exc:  # a worker process that would not start
         raise CommandError(str(exc)) from None
+    except StoreError as exc:  # e.g. a database it cannot write: nothing to serve
+        print(f"mta: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 
@@ -174,7 +186,26 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
         print(f"{name:<10} {host}:{listener.port}  {'ok' if ok else 'FAIL'}  {greeting}")
     if not checked:
         raise CommandError("the config names no listener to check")
+    ok, text = _store_health(config.database, args.timeout)
+    failures += not ok
+    print(f"{'store':<11} {config.database}  {'ok' if ok else 'FAIL'}  {text}")
     return EXIT_OK if not failures else EXIT_FAIL
+
+
+def _store_health(path: Path, timeout: float) -> tuple[bool, str]:
+    """Whether the database can be written (a server that cannot answers 451 to all)."""
+    if not path.exists():
+        return True, "not created yet"
+    reason = why_not_writable(path)
+    try:
+        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+        try:
+            check_writable(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return False, f"cannot write: {exc}" + (f" ({reason})" if reason else "")
+    return True, "writable"
 
 
 # -- accounts ------------------------------------------------------------------------------------

@@ -184,6 +184,8 @@ async def start(config: Config, *, clock: Clock | None = None, relay: bool = Tru
         trace.follow(server.bus)
     store.on_delivery(lambda delivered: publish_stored(server, delivered))
     try:
+        # a read-only file, folder or mount: refuse now rather than answer 451 to everyone
+        await store.check_writable()
         if write_accounts:
             await ensure_accounts(config, store)
         await _start_listeners(server, tls.server_context(config), shared_ports, relay)
