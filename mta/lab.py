@@ -30,6 +30,7 @@ from typing import Any
 from mta import server as server_mod
 from mta.clock import Clock
 from mta.config import TLS, Account, Config, Limits, Listener, Listeners, Queue
+from mta.events import Bus
 from mta.inbound import FaultInjector
 from mta.relay import RelayWorker
 from mta.store import Delivered, Entry, Store
@@ -98,6 +99,7 @@ class Lab:
         self.folder = folder
         self.clock = clock
         self.domains: dict[str, LabDomain] = {}
+        self.bus = Bus()  # one bus for every domain: a message's hops in one stream
         self._tempdir = tempdir
         self._closed = False
 
@@ -142,7 +144,8 @@ class Lab:
                                  limits=limits, pop3=pop3)
                 if configure is not None:
                     config = configure(config)
-                server = await server_mod.start(config, clock=lab.clock, relay=False)
+                server = await server_mod.start(config, clock=lab.clock, relay=False,
+                                                bus=lab.bus)
                 lab.domains[name] = LabDomain(name, server, accounts)
             # 2. routes to the bound MX ports, then the relay workers
             mx_routes = {name: ("127.0.0.1", d.ports["mx"]) for name, d in lab.domains.items()

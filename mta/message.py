@@ -16,6 +16,7 @@ from email.utils import format_datetime
 
 _EOL = re.compile(rb"\r\n|\r|\n")
 _RECEIVED = re.compile(rb"^received[ \t]*:", re.IGNORECASE | re.MULTILINE)
+_MESSAGE_ID = re.compile(rb"^message-id[ \t]*:[ \t]*(.*(?:\r\n[ \t].*)*)", re.I | re.M)
 
 
 def to_crlf(data: bytes) -> bytes:
@@ -31,6 +32,14 @@ def to_crlf(data: bytes) -> bytes:
 def header_section(raw: bytes) -> bytes:
     end = raw.find(b"\r\n\r\n")
     return raw if end < 0 else raw[: end + 2]
+
+
+def message_id(raw: bytes) -> str:
+    """The Message-ID field of ``raw`` unfolded ("" when there is none)."""
+    match = _MESSAGE_ID.search(header_section(raw))
+    if not match:
+        return ""
+    return " ".join(match.group(1).decode("utf-8", "replace").split())
 
 
 def count_received(raw: bytes) -> int:

@@ -15,11 +15,12 @@ from typing import Any
 from mta import submission, tls
 from mta.clock import Clock
 from mta.config import Config
+from mta.events import Bus, MessageStored
 from mta.inbound import FaultInjector, InboundHandler, handler_kwargs
 from mta.memory import return_large_blocks_to_os
 from mta.relay import RelayWorker
 from mta.smtp_server import SMTPListener, start_smtp_listener
-from mta.store import Store
+from mta.store import Delivered, Store
 from pop3.server import POP3Options
 from pop3.server import start_server as start_pop3
 
@@ -37,6 +38,7 @@ class Server:
     services: list[Any] = field(default_factory=list)
     clock: Clock = field(default_factory=Clock)
     relay: RelayWorker | None = None
+    bus: Bus = field(default_factory=Bus)
     _closed: bool = False
 
     @property
@@ -86,18 +88,39 @@ async def ensure_accounts(config: Config, store: Store) -> None:
                            for a in config.accounts))
 
 
+def publish_stored(server: Server, delivered: Delivered) -> None:
+    """Publish one ``MessageStored`` per mailbox entry a delivery committed (end of step 4).
+
+    Called by the store after the commit (``Store.on_delivery``), so a consumer that sees the
+    event finds the message in the store.
+    """
+    bus = server.bus
+    if not bus.active:
+        return
+    config = server.config
+    for owner, uid in delivered.entries:
+        bus.publish(MessageStored(
+            server=config.hostname, domain=config.domains[0], step=4,
+            queue_id=delivered.txn_id or None, message_id=delivered.message_id or None,
+            uidl=uid, owner=owner, size=delivered.size, sender=delivered.sender))
+
+
 async def start(config: Config, *, clock: Clock | None = None, relay: bool = True,
-                shared_ports: bool = False, write_accounts: bool = True) -> Server:
+                shared_ports: bool = False, write_accounts: bool = True,
+                bus: Bus | None = None) -> Server:
     """Start every listener ``config`` names; the caller owns the returned Server.
 
     With a submission listener the relay worker runs too (``relay=False``: it is not started;
     ``mta.lab`` starts it once every domain's ports are known). ``clock`` times the queue.
     ``shared_ports``: worker processes listen on the same ports (``mta.workers``);
     ``write_accounts=False``: a worker leaves the config's accounts to the first process.
+    ``bus``: the event bus to publish on (``mta.lab`` shares one); default: a new one.
     """
     return_large_blocks_to_os()
     store = await Store.open(config.database)
-    server = Server(config, store, FaultInjector(config.faults.mx_replies), clock=clock or Clock())
+    server = Server(config, store, FaultInjector(config.faults.mx_replies), clock=clock or Clock(),
+                    bus=bus if bus is not None else Bus())
+    store.on_delivery(lambda delivered: publish_stored(server, delivered))
     try:
         if write_accounts:
             await ensure_accounts(config, store)

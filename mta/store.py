@@ -31,6 +31,8 @@ from typing import Any
 
 import aiosqlite
 
+from mta import message
+
 log = logging.getLogger("labmail.store")
 
 BUSY_TIMEOUT_MS = 10_000
@@ -53,6 +55,10 @@ class StoreError(Exception):
     """A store operation that failed; callers turn it into a temporary (4xx) reply."""
 
 
+class MaildropLocked(StoreError):
+    """A POP3 session holds the maildrop (RFC 1939 8): an administrator's delete must wait."""
+
+
 @dataclass(frozen=True)
 class Entry:
     """A mailbox entry without its body (what POP3's STAT/LIST/UIDL need)."""
@@ -68,10 +74,14 @@ class Entry:
 
 @dataclass(frozen=True)
 class Delivered:
-    """What ``deliver`` committed: one (owner, entry uid) per local recipient."""
+    """What ``deliver`` committed: one (owner, entry uid) per local recipient, and the
+    message's size as stored, envelope sender and Message-ID (for the ``stored`` event)."""
 
     txn_id: str
     entries: tuple[tuple[str, str], ...]
+    size: int = 0
+    sender: str = ""
+    message_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -431,7 +441,8 @@ class Store:
             await self._write(statements, messages=1)
         else:
             entries = await self._deliver_large(owners, (prefix, raw), sender, txn_id)
-        delivered = Delivered(txn_id, entries)
+        delivered = Delivered(txn_id, entries, len(prefix) + len(raw), sender,
+                              message.message_id(raw) if self._listeners else "")
         self.notify(delivered)
         return delivered
 
@@ -615,6 +626,52 @@ class Store:
 
         return await self._write_fn(run)
 
+    async def delete_unless_locked(self, owner: str, entry_ids: Sequence[int] | None) -> int:
+        """Delete ``entry_ids`` (None: every entry) of one mailbox unless a POP3 session holds
+        its maildrop lock (then ``MaildropLocked``); the check and the delete are one
+        transaction, so no session can take the lock in between. Returns how many went."""
+        owner = normalise(owner)
+
+        def run(db: sqlite3.Connection) -> int | None:
+            held = db.execute("SELECT 1 FROM maildrop_locks WHERE owner = ? AND expires >= ?",
+                              (owner, time.time())).fetchone()
+            if held:
+                return None
+            if entry_ids is None:
+                return db.execute("DELETE FROM mailbox WHERE owner = ?", (owner,)).rowcount
+            return sum(db.execute("DELETE FROM mailbox WHERE owner = ? AND id = ?",
+                                  (owner, int(i))).rowcount for i in entry_ids)
+
+        deleted = await self._write_fn(run)
+        if deleted is None:
+            raise MaildropLocked(f"{owner}: a POP3 session holds the maildrop")
+        return deleted
+
+    async def mailbox_page(self, owner: str | None, *, before: int | None = None,
+                           since: float | None = None, limit: int = 50,
+                           head: int = 65536) -> list[tuple[Entry, bytes]]:
+        """Entries newest first (ids below ``before``, stored at or after ``since``), of one
+        mailbox or (``owner`` None) of all, each with the first ``head`` bytes of its message:
+        one indexed query with LIMIT, so a page costs the same in a mailbox of any size."""
+        where, values = [], []
+        for clause, value in (("owner = ?", None if owner is None else normalise(owner)),
+                              ("id < ?", before), ("received >= ?", since)):
+            if value is not None:
+                where.append(clause)
+                values.append(value)
+        sql = ("SELECT id, uid, size, received, owner, sender, txn_id, substr(raw, 1, ?) "
+               f"AS head FROM mailbox {'WHERE ' + ' AND '.join(where) if where else ''} "
+               "ORDER BY id DESC LIMIT ?")
+        rows = await self._all(sql, (max(head, 1), *values, limit))
+        return [(Entry(*row[:7]), bytes(row["head"]) if head > 0 else b"") for row in rows]
+
+    async def mailbox_counts(self) -> dict[str, int]:
+        """Every account and how many messages its mailbox holds, in one query."""
+        rows = await self._all(
+            "SELECT a.address, (SELECT COUNT(*) FROM mailbox m WHERE m.owner = a.address) "
+            "AS n FROM accounts a ORDER BY a.address")
+        return {row["address"]: row["n"] for row in rows}
+
     async def entry_by_uid(self, uid: str) -> Entry | None:
         row = await self._one(
             "SELECT id, uid, size, received, owner, sender, txn_id FROM mailbox WHERE uid = ?",
@@ -654,7 +711,9 @@ class Store:
             statements += self._queue_statements(txn_id, sender, queue_raw, remote, now)
         if statements:
             await self._write(statements, messages=1)
-        delivered = Delivered(txn_id, entries)
+        delivered = Delivered(txn_id, entries, len(local_raw), sender,
+                              message.message_id(local_raw) if entries and self._listeners
+                              else "")
         if entries:
             self.notify(delivered)
         if remote:
@@ -738,7 +797,8 @@ class Store:
         await self._write_fn(run)
         delivered = None
         if local:
-            delivered = Delivered(bounce_id or "", local[1])
+            delivered = Delivered(bounce_id or "", local[1], len(bounce.raw), "",
+                                  message.message_id(bounce.raw))
             self.notify(delivered)
         elif bounce and bounce.remote:
             self.notify_queued(bounce_id or "")
