@@ -21,6 +21,9 @@ function size(n) {
     : `${(n / 1048576).toFixed(1)} MB`;
 }
 
+// An event handler that shows its failure instead of leaving it unhandled.
+const safe = fn => (...args) => Promise.resolve(fn(...args)).catch(err => status(err.message, true));
+
 function status(text, bad = false) {
   $("status").textContent = visible(text);
   $("status").className = bad ? "error" : "";
@@ -81,9 +84,9 @@ function row(m) {
     el("td", { text: m.from }),
     el("td", { text: (m.attachment_count ? "📎 " : "") + (m.subject || "") }),
     el("td", { text: m.date }), el("td", { text: size(m.size) }));
-  tr.addEventListener("click", () => open(m.id, tr));
+  tr.addEventListener("click", safe(() => open(m.id, tr)));
   tr.addEventListener("keydown", e => {
-    if (e.key === "Enter" || e.key === " ") { open(m.id, tr); e.preventDefault(); }
+    if (e.key === "Enter" || e.key === " ") { safe(open)(m.id, tr); e.preventDefault(); }
     if (e.key === "ArrowDown") { tr.nextElementSibling?.focus(); e.preventDefault(); }
     if (e.key === "ArrowUp") { tr.previousElementSibling?.focus(); e.preventDefault(); }
   });
@@ -129,7 +132,7 @@ function showHeaders(m) {
 function showAttachments(m) {
   const items = m.attachments.map(a => el("li", {}, el("button", {
     type: "button", "data-index": String(a.index),
-    onclick: () => download(`${mailbox()}/${m.id}/attachments/${a.index}`, a.name || `attachment-${a.index + 1}`),
+    onclick: safe(() => download(`${mailbox()}/${m.id}/attachments/${a.index}`, a.name || `attachment-${a.index + 1}`)),
     text: `⬇ ${a.name || "(no name)"} (${a.type}, ${size(a.size)})`,
   })));
   $("attachments").replaceChildren(...(items.length
@@ -230,9 +233,9 @@ function useLang(lang) {
 async function main() {
   $("login").addEventListener("submit", login);
   $("logout").addEventListener("click", logout);
-  $("more").addEventListener("click", () => loadMore().catch(err => status(err.message, true)));
-  $("delete").addEventListener("click", remove);
-  $("raw-button").addEventListener("click", toggleRaw);
+  $("more").addEventListener("click", safe(loadMore));
+  $("delete").addEventListener("click", safe(remove));
+  $("raw-button").addEventListener("click", safe(toggleRaw));
   $("tree-button").addEventListener("click", toggleTree);
   $("remote").addEventListener("click", toggleRemote);
   $("compose-open").addEventListener("click", () => { $("compose").hidden = false; $("message").hidden = true; });
