@@ -7,7 +7,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from web_helpers import ALICE, BOB, PIXEL, CountingServer, deliver, log_in, open_page
+from web_helpers import ALICE, BOB, PIXEL, CountingServer, deliver, log_in, open_page, shoot
 
 from mta.lab import Lab
 from mua.demo_web import WebDemo
@@ -55,7 +55,7 @@ async def test_html_is_inert_until_remote_content_is_switched_on(
         inline = await frame.get_attribute("#inline", "src")
         assert inline.startswith("data:image/gif;base64,")  # cid: shown inline
         assert await frame.evaluate("document.getElementById('inline').naturalWidth") == 1
-        await page.screenshot(path=screenshots / "mail.png", full_page=True)
+        await shoot(page, screenshots / "mail.png")
         assert beacon.paths == []  # no remote load of any kind
 
         await page.click("#remote")

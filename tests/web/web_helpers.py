@@ -21,6 +21,12 @@ async def open_page(tab: Any, url: str) -> Any:
     return tab
 
 
+async def shoot(tab: Any, path: Any) -> None:
+    """A full-page screenshot from the top (sticky lane headings where they belong)."""
+    await tab.evaluate("window.scrollTo(0, 0)")
+    await tab.screenshot(path=path, full_page=True)
+
+
 async def log_in(tab: Any, base: str, address: str = BOB) -> Any:
     await open_page(tab, f"{base}/mail")
     await tab.fill("#address", address)

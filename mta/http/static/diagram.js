@@ -139,7 +139,8 @@ export class Diagram {
   }
 
   exchange(record, client, server, e, index) {
-    const node = el("div", { class: "row exchange", tabindex: "0", role: "button" });
+    const node = el("div", { class: "row exchange", tabindex: "0", role: "button",
+                             "data-listener": e.listener });
     const svg = document.createElementNS(SVG, "svg");
     svg.setAttribute("class", "arrows");
     svg.setAttribute("aria-hidden", "true");
@@ -147,7 +148,7 @@ export class Diagram {
     const row = { node, svg, record, range: [index, index + 1], done: false, replied: false };
     node.row = row;
     if (e.direction === "C") {
-      svg.append(svgLine("cmd", client, server, 16));
+      svg.append(svgLine("cmd", client, server, 22));
       const text = el("span", { class: "lbl cmd", text: `C: ${label("C", e.line, e.listener)}` });
       place(text, client, server);
       node.append(text);
@@ -164,7 +165,7 @@ export class Diagram {
       row.replied = true;
       const bad = failedReply(e.line);
       row.svg.append(svgLine(bad ? "reply bad" : "reply", server, client, row.node.classList
-        .contains("reply-only") ? 16 : 44));
+        .contains("reply-only") ? 26 : 58));
       const text = el("span", { class: `lbl reply${bad ? " bad" : ""}`,
                                 text: `S: ${bad ? "✗ " : ""}${label("S", e.line, e.listener)}` });
       place(text, client, server);
@@ -177,7 +178,8 @@ export class Diagram {
   // -- notes ----------------------------------------------------------------------------------
 
   note(lane, text, detail = null, cls = "") {
-    const node = el("div", { class: `row note ${cls}`, tabindex: "0", role: "button" });
+    const node = el("div", { class: `row note ${cls}`, tabindex: "0", role: "button",
+                             "data-lane": LANES[lane] });
     const box = el("div", { class: "box", text });
     const width = 100 / LANES.length;
     const left = Math.min(Math.max(center(lane) - 1.4 * width, 0), 100 - 2.8 * width);
