@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 
 from aiohttp import web
@@ -27,9 +27,8 @@ from mta.http.context import CONTEXT
 PING_SECONDS = 15.0
 
 
-def event_filter(query: dict[str, str] | web.Request) -> Callable[[events.Event], bool]:
+def event_filter(q: Mapping[str, str]) -> Callable[[events.Event], bool]:
     """The predicate of a stream's query string; ``400`` for unknown kinds or steps."""
-    q = query.query if isinstance(query, web.Request) else query
     kinds = params.choice_list(q, "kind", set(events.KINDS))
     steps = params.choice_list(q, "step", {str(n) for n in range(1, 7)})
     for name in ("queue_id", "message_id", "server"):
@@ -53,7 +52,7 @@ def _last_event_id(request: web.Request) -> int | None:
 
 async def stream(request: web.Request) -> web.StreamResponse:
     require_admin(request)
-    predicate = event_filter(request)
+    predicate = event_filter(request.query)
     since = _last_event_id(request)
     context = request.app[CONTEXT]
     bus = context.bus

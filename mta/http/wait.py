@@ -9,6 +9,7 @@ answer is ``408`` with the messages that did arrive meanwhile (and did not match
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -29,7 +30,7 @@ async def wait(request: web.Request) -> web.Response:
     owner = access(request).owner  # an account waits on its own mailbox only
     filters = search.filters_from(request.query)
     timeout = params.number(request.query, "timeout", DEFAULT_TIMEOUT, low=0, high=MAX_TIMEOUT)
-    loop_time = request.loop.time
+    loop_time = asyncio.get_running_loop().time
     started = loop_time()
     hostname = context.server.config.hostname
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import smtplib
 from email.message import EmailMessage
 from typing import Any
@@ -72,3 +73,43 @@ async def send_mx(port: int, raw: bytes, *, sender: str = ALICE,
                   to: list[str] | None = None) -> str:
     """Hand ``raw`` to an MX listener with smtplib; returns the final reply."""
     return await asyncio.to_thread(_send_mx, port, raw, sender, to or [BOB])
+
+
+async def until(condition: Any, timeout: float = 5.0) -> None:
+    """Yield to the loop until ``condition()`` holds (what the server does in between is
+    event-driven; this only lets it run), at most ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0)
+
+
+class SSE:
+    """An open ``/api/v1/events`` response read event by event (id, event, data lines)."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+
+    async def next(self, timeout: float = 10.0) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        async with asyncio.timeout(timeout):
+            while True:
+                line = (await self.response.content.readline()).decode().rstrip("\r\n")
+                if not line:
+                    if "data" in fields:
+                        fields["data"] = json.loads(fields["data"])
+                        return fields
+                    continue  # a comment (ping) block or a keep-alive
+                if line.startswith(":"):
+                    continue
+                name, _, value = line.partition(": ")
+                fields[name] = value if name != "data" else fields.get("data", "") + value
+
+    async def until_kind(self, kind: str, **match: Any) -> list[dict[str, Any]]:
+        """Every event read up to and including the first of ``kind`` whose data has ``match``."""
+        seen = []
+        while True:
+            event = await self.next()
+            seen.append(event)
+            if event["event"] == kind and all(event["data"].get(k) == v
+                                              for k, v in match.items()):
+                return seen
