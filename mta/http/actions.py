@@ -30,9 +30,7 @@ from mua.errors import MuaError
 from mua.folder import open_folder
 from mua.profile import Profile, ServerSettings
 
-MAX_FIELD = 100_000          # characters in one form field (subject, body)
-MAX_RAW = 2 * 1024 * 1024    # bytes of a formatted message the page may ask to submit
-MAX_RENDERED = 20            # newest messages rendered back by one fetch
+MAX_RENDERED = 20  # newest messages rendered back by one fetch
 MAILDIRS = web.AppKey("labmail.maildirs", tempfile.TemporaryDirectory)
 
 
@@ -69,9 +67,10 @@ async def _json(request: web.Request) -> dict[str, Any]:
 
 
 def _text(data: dict[str, Any], key: str, *, required: bool = False) -> str:
+    # (sizes are bounded by the app: a request body is at most mta.http.app.MAX_BODY)
     value = data.get(key, "")
-    if not isinstance(value, str) or len(value) > MAX_FIELD or (required and not value.strip()):
-        raise ApiError(400, f"{key}: a string of at most {MAX_FIELD} characters is required")
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise ApiError(400, f"{key}: a string is required")
     return value
 
 
@@ -118,8 +117,6 @@ async def send(request: web.Request) -> web.Response:
         raw = base64.b64decode(_text(data, "raw", required=True), validate=True)
     except (binascii.Error, ValueError):
         raise ApiError(400, "raw: base64 of the formatted message is required") from None
-    if len(raw) > MAX_RAW:
-        raise ApiError(413, f"the message is larger than {MAX_RAW} bytes")
     message = render.parse(raw)
     profile = _profile(request, address, "submission")
     try:

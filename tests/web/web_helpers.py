@@ -77,3 +77,16 @@ class CountingServer:
 # a 1x1 transparent GIF
 PIXEL = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c000000000100"
                       "01000002024401003b")
+
+
+def _submit(port: int, raw: bytes, to: str) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.login(ALICE, PASSWORDS[ALICE])  # LAB ONLY: plain-text AUTH is allowed
+        client.sendmail(ALICE, [to], raw)
+
+
+async def submit(port: int, subject: str, to: str = BOB) -> None:
+    """Submit a small message as Alice to a submission listener (step 3)."""
+    raw = (f"From: {ALICE}\r\nTo: {to}\r\nSubject: {subject}\r\n"
+           f"Message-ID: <{subject.replace(' ', '.')}@alice.lab>\r\n\r\nbody\r\n").encode()
+    await asyncio.to_thread(_submit, port, raw, to)

@@ -37,7 +37,7 @@ export async function call(path, { method = "GET", body, auth, base = "", raw = 
   if (!response.ok) {
     let data = null;
     try { data = await response.json(); } catch { /* not JSON */ }
-    const why = (data && (data.error || data.message)) || `${response.status} ${response.statusText}`;
+    const why = (data && (data.message || data.error)) || `${response.status} ${response.statusText}`;
     throw new ApiError(response.status, why, data);
   }
   if (raw) return response;

@@ -62,7 +62,11 @@ function drawLanes() {
   });
 }
 
-// -- events: merged from every stream by time, drawn once per animation frame --------------------
+// -- events: merged from every stream by time, drawn in batches -------------------------------------
+// With several streams an event may arrive a little after a later one from another server:
+// each batch waits MERGE_MS and is sorted by time, so the diagram shows them in the order
+// they happened. With one stream the bus order is already right: one animation frame.
+const MERGE_MS = 150;
 
 function receive(kind, data) {
   let event;
@@ -71,7 +75,8 @@ function receive(kind, data) {
   state.pending.push(event);
   if (!state.flushing) {
     state.flushing = true;
-    requestAnimationFrame(flush);
+    if (state.servers.filter(s => s.stream).length > 1) setTimeout(flush, MERGE_MS);
+    else requestAnimationFrame(flush);
   }
 }
 
