@@ -45,6 +45,7 @@ async def test_steps_are_marked_and_switch_to_chinese(page: Any, lab: Lab, web: 
     await page.locator(".row.step[data-step='3'] .step-title", has_text="第 3 步").wait_for()
     heading = await page.inner_text(".row.step[data-step='4'] .step-title")
     assert heading == "第 4 步（共 6 步）：中继"
+    assert (await page.inner_text(".row.note[data-lane=store]")).startswith("已存储")
     assert await page.get_attribute("[data-lang=zh]", "aria-pressed") == "true"
     await shoot(page, screenshots / "flow-zh.png")
 

@@ -177,7 +177,10 @@ export class Diagram {
 
   // -- notes ----------------------------------------------------------------------------------
 
-  note(lane, text, detail = null, cls = "") {
+  // A note in ``lane``: the word ``key`` with ``values`` (said again in the other language when
+  // the language changes); ``lines`` are what clicking it shows.
+  note(lane, key, values, lines = [], cls = "") {
+    const text = word(key, values);
     const node = el("div", { class: `row note ${cls}`, tabindex: "0", role: "button",
                              "data-lane": LANES[lane] });
     const box = el("div", { class: "box", text });
@@ -187,64 +190,59 @@ export class Diagram {
     box.style.width = `${2.8 * width}%`;
     node.append(el("span", { class: "pin", style: `left:${center(lane)}%`, "aria-hidden": "true" }),
                 box);
-    node.row = { node, detail: detail || { title: text, lines: [] } };
+    node.row = { node, key, values, detail: { title: text, lines } };
     this.append(node);
     return node;
   }
 
+  eventLines(e) {
+    const skip = new Set(["kind", "seq"]);
+    return Object.entries(e).filter(([k, v]) => !skip.has(k) && v !== null && v !== "")
+      .map(([k, v]) => ({ direction: "", line: `${k}: ${Array.isArray(v) ? v.join(", ") : v}` }));
+  }
+
   on_accepted(e) {
     const rcpts = (e.outbound && e.outbound.length ? e.outbound : e.recipients || []).join(", ");
-    const text = e.listener === "submission" && (e.outbound || []).length
-      ? word("note.queue", { id: e.queue_id, sender: e.sender, rcpts })
-      : word("note.accepted", { id: e.queue_id });
-    this.note(NOTE_LANE[e.listener] ?? 2, text, this.eventDetail(text, e), "queue");
+    const queued = e.listener === "submission" && (e.outbound || []).length;
+    this.note(NOTE_LANE[e.listener] ?? 2, queued ? "note.queue" : "note.accepted",
+              { id: e.queue_id, sender: e.sender, rcpts }, this.eventLines(e), "queue");
   }
 
   on_refused(e) {
-    const text = word("note.refused", { reply: e.reply });
-    this.note(NOTE_LANE[e.listener] ?? 2, text, this.eventDetail(text, e), "bad");
+    this.note(NOTE_LANE[e.listener] ?? 2, "note.refused", { reply: e.reply }, this.eventLines(e),
+              "bad");
   }
 
   on_routed(e) {
-    const text = e.error
-      ? word("note.noroute", { dest: e.destination, error: e.error })
-      : word("note.route", { dest: e.destination, how: e.how, hops: (e.hops || []).join(", ") });
-    this.note(LANE.relay, text, this.eventDetail(text, e), e.error ? "bad route" : "route");
+    this.note(LANE.relay, e.error ? "note.noroute" : "note.route",
+              { dest: e.destination, error: e.error, how: e.how, hops: (e.hops || []).join(", ") },
+              this.eventLines(e), e.error ? "bad route" : "route");
   }
 
   on_attempt(e) {
     const at = e.next_attempt ? new Date(e.next_attempt * 1000).toLocaleTimeString() : "";
     const key = { delivered: "note.delivered", deferred: "note.deferred" }[e.outcome] || "note.failed";
-    const text = word(key, { n: e.attempts, reply: e.reply, at });
-    this.note(LANE.relay, text, this.eventDetail(text, e),
+    this.note(LANE.relay, key, { n: e.attempts, reply: e.reply, at }, this.eventLines(e),
               e.outcome === "delivered" ? "attempt good" : "attempt bad");
   }
 
   on_stored(e) {
-    const text = word("note.stored", { row: e.mailbox_id, uidl: e.uidl, owner: e.owner, size: e.size });
-    this.note(LANE.store, text, this.eventDetail(text, e), "stored");
+    this.note(LANE.store, "note.stored", { row: e.mailbox_id, uidl: e.uidl, owner: e.owner,
+                                           size: e.size }, this.eventLines(e), "stored");
   }
 
   on_retrieved(e) {
-    const text = word("note.retrieved", { uidl: e.uidl, size: e.size });
-    this.note(LANE.store, text, this.eventDetail(text, e), "retrieved");
+    this.note(LANE.store, "note.retrieved", { uidl: e.uidl, size: e.size }, this.eventLines(e),
+              "retrieved");
   }
 
   on_deleted(e) {
-    const text = word("note.deleted", { uidl: e.uidl });
-    this.note(LANE.store, text, this.eventDetail(text, e), "deleted");
+    this.note(LANE.store, "note.deleted", { uidl: e.uidl }, this.eventLines(e), "deleted");
   }
 
   on_bounced(e) {
-    const text = word("note.bounced", { id: e.bounce_queue_id, to: e.to });
-    this.note(LANE.relay, text, this.eventDetail(text, e), "bad");
-  }
-
-  eventDetail(title, e) {
-    const skip = new Set(["kind", "seq"]);
-    const lines = Object.entries(e).filter(([k, v]) => !skip.has(k) && v !== null && v !== "")
-      .map(([k, v]) => ({ direction: "", line: `${k}: ${Array.isArray(v) ? v.join(", ") : v}` }));
-    return { title, lines };
+    this.note(LANE.relay, "note.bounced", { id: e.bounce_queue_id, to: e.to }, this.eventLines(e),
+              "bad");
   }
 
   // -- steps ----------------------------------------------------------------------------------
@@ -272,9 +270,15 @@ export class Diagram {
                         lines: [{ direction: "", line: t[`s${n}.why`] || "" }] };
   }
 
+  // A new language: the step markers and the notes say it again (the protocol lines stay).
   setTexts(texts) {
     this.texts = texts;
     for (const node of this.rowsNode.querySelectorAll(".row.step")) this.fillStep(node);
+    for (const node of this.rowsNode.querySelectorAll(".row.note")) {
+      const text = word(node.row.key, node.row.values);
+      node.querySelector(".box").textContent = visible(text);
+      node.row.detail.title = text;
+    }
   }
 
   // -- rows, selection, keyboard ----------------------------------------------------------------

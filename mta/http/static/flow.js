@@ -129,19 +129,17 @@ async function send(e) {
   $("send-button").disabled = true;
   message(word("status.sending"));
   try {
-    if ($("fault").checked) {
-      await call("/pages/fault", { method: "POST", base: serverFor(domainOf(to)),
-                                   body: { reply: state.config.fault_reply } });
+    if ($("fault").checked) {  // the next hop's MX answers its next transaction with a 451
+      await call("/faults/mx", { method: "POST", base: serverFor(domainOf(to)),
+                                 body: { reply: state.config.fault_reply, count: 1 } });
     }
     diagram.step(1);
-    const composeText = word("note.compose", { from, to, subject: fields.subject });
-    diagram.note(0, composeText, { title: composeText, lines: Object.entries(fields).map(
-      ([k, v]) => ({ direction: "", line: `${k}: ${v}` })) });
+    diagram.note(0, "note.compose", { from, to, subject: fields.subject },
+                 Object.entries(fields).map(([k, v]) => ({ direction: "", line: `${k}: ${v}` })));
     const formatted = await call("/pages/format", { method: "POST", base, auth, body: fields });
     diagram.step(2);
-    const formatText = word("note.format", { mid: formatted.message_id });
-    diagram.note(0, formatText, { title: formatText, lines: formatted.text.split("\n").map(
-      line => ({ direction: "", line })) });
+    diagram.note(0, "note.format", { mid: formatted.message_id },
+                 formatted.text.split("\n").map(line => ({ direction: "", line })));
     $("replay-id").value = formatted.message_id;
     const sent = await call("/pages/send", { method: "POST", base, auth,
                                              body: { raw: formatted.raw } });
@@ -165,9 +163,9 @@ async function fetchAsBob(e) {
       : word("status.nothing"));
     for (const m of result.messages) {
       diagram.step(6);
-      const text = word("note.rendered", { subject: m.subject, from: m.from });
-      const node = diagram.note(6, text, { title: text, lines: m.rendered.split("\n").map(
-        line => ({ direction: "", line })) }, "rendered");
+      const node = diagram.note(6, "note.rendered", { subject: m.subject, from: m.from },
+                                m.rendered.split("\n").map(line => ({ direction: "", line })),
+                                "rendered");
       diagram.select(node);
     }
   } catch (err) {
