@@ -29,7 +29,7 @@ from aiohttp import web
 from mta.events import Event, matches
 from mta.http import actions, mime
 from mta.http.context import CONTEXT
-from mta.http.errors import ApiError
+from mta.http.errors import ApiError, Handler
 
 STATIC = Path(__file__).with_name("static")
 PAGES = {"/flow": "flow.html", "/mail": "mail.html", "/server": "server.html"}
@@ -75,6 +75,7 @@ def setup(app: web.Application, options: PageOptions | None = None) -> None:
     for path, name in PAGES.items():
         app.router.add_get(path, _page(name))
     app.router.add_static("/static/", STATIC, append_version=False)
+    app.on_response_prepare.append(_page_headers)
     app.router.add_get("/api/v1/texts", texts)
     app.router.add_get("/api/v1/pages/config", config)
     app.router.add_get("/api/v1/pages/replay", replay)
@@ -86,11 +87,17 @@ async def _home(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/flow")
 
 
-def _page(name: str) -> Any:
+def _page(name: str) -> Handler:
     async def page(request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(STATIC / name, headers=PAGE_HEADERS)
+        return web.FileResponse(STATIC / name)
 
     return page
+
+
+async def _page_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """The pages' policy on every page and static file (``/static/mail.html`` included)."""
+    if request.path in PAGES or request.path.startswith("/static/"):
+        response.headers.update(PAGE_HEADERS)
 
 
 def texts_for(lang: str) -> dict[str, str]:

@@ -46,3 +46,14 @@ async def test_a_configured_token_is_required(page: Any, lab: Lab) -> None:
     await page.click("#token-form button[type=submit]")
     await page.locator("#accounts tr", has_text=ALICE).wait_for()
     assert await page.inner_text("#status") == ""
+
+
+async def test_the_flow_page_asks_for_the_token(page: Any, lab: Lab) -> None:
+    alice = lab["alice.lab"].server
+    alice.listeners["http"] = await mta_http.start(alice, alice.bus, "127.0.0.1", 0,
+                                                   mta_http.Options(token="s3cret"))
+    await page.goto(f"http://127.0.0.1:{alice.ports['http']}/flow")
+    await page.wait_for_selector("#token-form:not([hidden])")
+    await page.fill("#token", "s3cret")
+    await page.click("#token-form button[type=submit]")
+    await page.wait_for_selector("#status[data-state=live]")

@@ -3,7 +3,7 @@
 // and 2) and submits (3), the servers relay and store (4), "fetch as Bob" retrieves (5) and
 // shows the rendered message (6). A past message is replayed from the servers' held events.
 
-import { basic, call, el, subscribe } from "./api.js";
+import { basic, call, el, setToken, subscribe } from "./api.js";
 import { Diagram, LANES } from "./diagram.js";
 import { getLang, setLang, translate, word } from "./ui-text.js";
 
@@ -216,4 +216,14 @@ async function main() {
   document.body.dataset.ready = "true";
 }
 
-main().catch(err => message(err.message, true));
+main().catch(err => {
+  message(err.message, true);
+  if (err.status === 401) {  // a listener with a token: ask for it, then start again
+    $("token-form").hidden = false;
+    $("token-form").addEventListener("submit", e => {
+      e.preventDefault();
+      setToken($("token").value);
+      location.reload();
+    });
+  }
+});
