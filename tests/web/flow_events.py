@@ -71,7 +71,8 @@ def delivery(n: int = 1, *, fail_once: bool = False, start: float | None = None)
         MessageStored(**B, step=4, session=f"x{n}", queue_id=qb, message_id=mid,
                       mailbox_id=n, uidl=uidl, owner=BOB, size=320, sender=ALICE),
         *_dialogue(B, 5, "pop3", f"p{n}", ["S +OK POP3 ready", f"C USER {BOB}", "S +OK",
-                   "C PASS ****", "S +OK logged in", "C STAT", "S +OK 1 320", "C RETR 1",
+                   "C PASS ****", "S +OK logged in", "C STAT", "S +OK 1 320", "C LIST",
+                   "S +OK 1 message", "S 1 320", "S .", "C RETR 1",
                    "S +OK 320 octets", "C DELE 1", "S +OK", "C QUIT", "S +OK bye"]),
     ]
     events.insert(-1, MessageRetrieved(**B, step=5, session=f"p{n}", mailbox_id=n, uidl=uidl,

@@ -38,6 +38,8 @@ async def test_steps_are_marked_and_switch_to_chinese(page: Any, lab: Lab, web: 
     await page.wait_for_selector(".row.note[data-lane=store]")
     await page.wait_for_selector(".row.step[data-step='5']")
     assert await steps(page) == ["3", "4", "5"]
+    # POP3: the greeting, then one exchange per command (LIST's listing stays in its row)
+    assert await page.locator(".row.exchange[data-listener=pop3]").count() == 1 + 7
     assert await page.inner_text(".row.step[data-step='3'] .step-title") == \
         "Step 3 of 6: submit"
     await shoot(page, screenshots / "flow-en.png")

@@ -46,7 +46,9 @@ export function label(direction, line, listener) {
 }
 
 const failedReply = line => /^[45]\d\d/.test(line.trim()) || /^-ERR/i.test(line.trim());
-const finalReply = (line, listener) => listener === "pop3" || /^\d{3}(\s|$)/.test(line);
+// An SMTP reply ends at its line with a space after the code (RFC 5321 4.2.1); a POP3 reply
+// runs until the next command (a multi-line response ends with ".", RFC 1939 3).
+const finalReply = (line, listener) => listener !== "pop3" && /^\d{3}(\s|$)/.test(line);
 
 export class Diagram {
   constructor(rows, details, onChange = () => {}) {
