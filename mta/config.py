@@ -11,6 +11,8 @@ the file. Environment variables override what containers and tests must change; 
     LABMAIL_LISTENERS_MX=0.0.0.0:25          ("off" disables a listener)
     LABMAIL_LISTENERS_SUBMISSION=0.0.0.0:587
     LABMAIL_LISTENERS_POP3=0.0.0.0:110
+    LABMAIL_LISTENERS_HTTP=127.0.0.1:8025     (the JSON API; "off" disables it)
+    LABMAIL_LISTENERS_HTTP_TOKEN=...          (its bearer token; required off loopback)
     LABMAIL_ROUTES=alice.lab=alice-mta:25,bob.lab=bob-mta:25   ("" clears the table)
     LABMAIL_RELAY_NAMESERVERS=127.0.0.1:5353
     LABMAIL_WORKERS=2                         (processes on the MX and POP3 ports)
@@ -19,7 +21,9 @@ the file. Environment variables override what containers and tests must change; 
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -43,10 +47,29 @@ class Listener:
 
 
 @dataclass(frozen=True)
+class HTTPListener(Listener):
+    """``[listeners.http]``: the JSON API and event stream (``mta.http``)."""
+
+    token: str | None = None             # then every request needs "Bearer <token>"
+    cors_origins: tuple[str, ...] = ()   # no CORS headers for any other origin
+
+    @property
+    def loopback(self) -> bool:
+        """Whether only this machine can reach it (else ``mta serve`` wants a token)."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+@dataclass(frozen=True)
 class Listeners:
     mx: Listener | None = None
     submission: Listener | None = None
     pop3: Listener | None = None
+    http: HTTPListener | None = None
 
 
 @dataclass(frozen=True)
@@ -218,14 +241,38 @@ def _listener(reader: _Reader, name: str) -> Listener | None:
         reader.used.add(name)
         return None
     sub = reader.sub(name)
+    listener = Listener(*_host_port(sub))
+    sub.finish()
+    return listener
+
+
+def _host_port(sub: _Reader) -> tuple[str, int]:
     host = sub.get("host", str, "127.0.0.1")
     port = sub.get("port", int)
     if port is None:
         raise sub.err("port", "is required")
     if not 0 <= port <= 65535:
         raise sub.err("port", "must be between 0 and 65535")
+    return host, port
+
+
+_ORIGIN = re.compile(r"https?://[^\s/]+")  # scheme://host[:port], as browsers send it
+
+
+def _http_listener(reader: _Reader) -> HTTPListener | None:
+    if "http" not in reader.table:
+        reader.used.add("http")
+        return None
+    sub = reader.sub("http")
+    host, port = _host_port(sub)
+    token = sub.get("token", str)
+    if token is not None and not token.strip():
+        raise sub.err("token", "must not be empty")
+    origins = sub.get("cors_origins", list, [])
+    if not all(isinstance(o, str) and _ORIGIN.fullmatch(o) for o in origins):
+        raise sub.err("cors_origins", 'must be origins such as "http://localhost:3000"')
     sub.finish()
-    return Listener(host, port)
+    return HTTPListener(host, port, token, tuple(origins))
 
 
 def _accounts(reader: _Reader, domains: tuple[str, ...]) -> tuple[Account, ...]:
@@ -337,7 +384,8 @@ def from_dict(data: Mapping[str, Any], source: str = "<config>",
     if not database:
         raise r.err("database", "is required (the SQLite file that holds the mailboxes)")
     listeners_r = r.sub("listeners")
-    listeners = Listeners(*(_listener(listeners_r, n) for n in ("mx", "submission", "pop3")))
+    listeners = Listeners(*(_listener(listeners_r, n) for n in ("mx", "submission", "pop3")),
+                          http=_http_listener(listeners_r))
     listeners_r.finish()
     accounts = _accounts(r, domains)
     postmaster = r.get("postmaster", str)
@@ -397,7 +445,9 @@ def apply_env(config: Config, environ: Mapping[str, str]) -> Config:
     changes: dict[str, Any] = {}
     listeners = config.listeners
     known = {"CONFIG", "HOSTNAME", "WORKERS", "DATABASE", "ROUTES", "RELAY_NAMESERVERS",
-             "LISTENERS_MX", "LISTENERS_SUBMISSION", "LISTENERS_POP3"}
+             "LISTENERS_MX", "LISTENERS_SUBMISSION", "LISTENERS_POP3", "LISTENERS_HTTP",
+             "LISTENERS_HTTP_TOKEN"}
+    token = environ.get(ENV_PREFIX + "LISTENERS_HTTP_TOKEN")
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
@@ -405,8 +455,8 @@ def apply_env(config: Config, environ: Mapping[str, str]) -> Config:
         if key not in known:
             raise ConfigError(f"{name}: not a known override (known: "
                               + ", ".join(ENV_PREFIX + k for k in sorted(known)) + ")")
-        if key == "CONFIG":
-            continue  # names the file itself (mta --config's default)
+        if key in ("CONFIG", "LISTENERS_HTTP_TOKEN"):
+            continue  # the file itself (mta --config's default); the token: below
         if key == "HOSTNAME":
             changes["hostname"] = value.strip()
         elif key == "WORKERS":
@@ -428,10 +478,28 @@ def apply_env(config: Config, environ: Mapping[str, str]) -> Config:
             changes["relay"] = replace(config.relay, nameservers=servers)
         else:
             which = key.removeprefix("LISTENERS_").lower()
-            if value.strip().lower() in ("off", "none", ""):
-                listener = None
-            else:
-                listener = Listener(*parse_hostport(value, name))
-            listeners = replace(listeners, **{which: listener})
-    changes["listeners"] = listeners
+            listeners = replace(listeners, **{which: _env_listener(
+                value, name, getattr(listeners, which))})
+    changes["listeners"] = _with_token(listeners, token)
     return replace(config, **changes)
+
+
+def _with_token(listeners: Listeners, token: str | None) -> Listeners:
+    """``LABMAIL_LISTENERS_HTTP_TOKEN`` applied to the HTTP listener."""
+    if token is None:
+        return listeners
+    if listeners.http is None:
+        raise ConfigError(f"{ENV_PREFIX}LISTENERS_HTTP_TOKEN: no HTTP listener to protect")
+    if not token.strip():
+        raise ConfigError(f"{ENV_PREFIX}LISTENERS_HTTP_TOKEN: must not be empty")
+    return replace(listeners, http=replace(listeners.http, token=token))
+
+
+def _env_listener(value: str, name: str, current: Listener | None) -> Listener | None:
+    """A listener moved by ``LABMAIL_LISTENERS_*`` (its other settings kept), or None (off)."""
+    if value.strip().lower() in ("off", "none", ""):
+        return None
+    host, port = parse_hostport(value, name)
+    if current is not None:
+        return replace(current, host=host, port=port)
+    return HTTPListener(host, port) if name.endswith("_HTTP") else Listener(host, port)

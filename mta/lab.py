@@ -29,7 +29,7 @@ from typing import Any
 
 from mta import server as server_mod
 from mta.clock import Clock
-from mta.config import TLS, Account, Config, Limits, Listener, Listeners, Queue
+from mta.config import TLS, Account, Config, HTTPListener, Limits, Listener, Listeners, Queue
 from mta.events import Bus
 from mta.inbound import FaultInjector
 from mta.relay import RelayWorker
@@ -109,7 +109,7 @@ class Lab:
               relay: bool = True, tls: str = "self-signed", queue: Queue = LAB_QUEUE,
               limits: Limits = LAB_LIMITS, routes: Mapping[str, tuple[str, int]] | None = None,
               pop3: bool = True, configure: Callable[[Config], Config] | None = None,
-              ) -> _Starting:
+              http: bool = False) -> _Starting:
         """Start the lab; use as ``async with Lab.start(...) as lab`` or ``await Lab.start(...)``.
 
         ``domains`` maps each domain to its users: local parts (password
@@ -117,17 +117,20 @@ class Lab:
         databases (default: a temporary folder removed at close). ``relay=False`` leaves the
         relay workers' loops off (drive them with ``run_once``). ``routes`` adds static routes
         (e.g. to a server outside the lab); ``configure`` may change each domain's Config
-        before it starts (it is frozen: use ``dataclasses.replace``).
+        before it starts (it is frozen: use ``dataclasses.replace``). ``http=True`` gives
+        each domain an HTTP listener (``ports["http"]``; loopback, no token).
         """
         options = dict(folder=folder, clock=clock, relay=relay, tls=tls, queue=queue,
-                       limits=limits, routes=routes or {}, pop3=pop3, configure=configure)
+                       limits=limits, routes=routes or {}, pop3=pop3, configure=configure,
+                       http=http)
         return _Starting(lambda: cls._start(domains, **options))
 
     @classmethod
     async def _start(cls, domains: Mapping[str, Sequence[str] | Mapping[str, str]], *,
                      folder: str | Path | None, clock: Clock | None, relay: bool, tls: str,
                      queue: Queue, limits: Limits, routes: Mapping[str, tuple[str, int]],
-                     pop3: bool, configure: Callable[[Config], Config] | None) -> Lab:
+                     pop3: bool, configure: Callable[[Config], Config] | None,
+                     http: bool) -> Lab:
         if not domains:
             raise ValueError("a lab needs at least one domain")
         tempdir = None
@@ -141,7 +144,7 @@ class Lab:
                 name = name.lower()
                 accounts = _accounts(name, users)
                 config = _config(name, accounts, lab.folder, tls=tls, queue=queue,
-                                 limits=limits, pop3=pop3)
+                                 limits=limits, pop3=pop3, http=http)
                 if configure is not None:
                     config = configure(config)
                 server = await server_mod.start(config, clock=lab.clock, relay=False,
@@ -153,7 +156,7 @@ class Lab:
             for name, domain in lab.domains.items():
                 config = domain.server.config
                 table = {k: v for k, v in mx_routes.items() if k != name} | dict(routes)
-                bound = {n: Listener(getattr(config.listeners, n).host, p)
+                bound = {n: replace(getattr(config.listeners, n), port=p)
                          for n, p in domain.ports.items()}
                 domain.server.config = replace(config, routes=table,
                                                listeners=replace(config.listeners, **bound))
@@ -267,14 +270,15 @@ def _accounts(domain: str, users: Sequence[str] | Mapping[str, str]) -> dict[str
 
 
 def _config(name: str, accounts: Mapping[str, str], folder: Path, *, tls: str, queue: Queue,
-            limits: Limits, pop3: bool) -> Config:
+            limits: Limits, pop3: bool, http: bool) -> Config:
     local = "127.0.0.1"
     return Config(
         hostname=f"mx.{name}",
         domains=(name,),
         database=folder / f"{name}.db",
         listeners=Listeners(mx=Listener(local, 0), submission=Listener(local, 0),
-                            pop3=Listener(local, 0) if pop3 else None),
+                            pop3=Listener(local, 0) if pop3 else None,
+                            http=HTTPListener(local, 0) if http else None),
         accounts=tuple(Account(a, p) for a, p in accounts.items()),
         allow_plaintext_auth=True,  # LAB ONLY: so a class can read the transcript
         tls=TLS(tls),

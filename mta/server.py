@@ -12,9 +12,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from mta import http as mta_http
 from mta import submission, tls
 from mta.clock import Clock
-from mta.config import Config
+from mta.config import Config, HTTPListener
 from mta.events import Bus, MessageStored
 from mta.inbound import FaultInjector, InboundHandler, handler_kwargs
 from mta.memory import return_large_blocks_to_os
@@ -88,6 +89,12 @@ async def ensure_accounts(config: Config, store: Store) -> None:
                            for a in config.accounts))
 
 
+async def start_http(server: Server, listener: HTTPListener) -> mta_http.HttpListener:
+    """The HTTP listener (``mta.http``) over this server, its store and its bus."""
+    options = mta_http.Options(token=listener.token, cors_origins=listener.cors_origins)
+    return await mta_http.start(server, server.bus, listener.host, listener.port, options)
+
+
 def publish_stored(server: Server, delivered: Delivered) -> None:
     """Publish one ``MessageStored`` per mailbox entry a delivery committed (end of step 4).
 
@@ -107,7 +114,7 @@ def publish_stored(server: Server, delivered: Delivered) -> None:
 
 async def start(config: Config, *, clock: Clock | None = None, relay: bool = True,
                 shared_ports: bool = False, write_accounts: bool = True,
-                bus: Bus | None = None) -> Server:
+                bus: Bus | None = None, http: bool = True) -> Server:
     """Start every listener ``config`` names; the caller owns the returned Server.
 
     With a submission listener the relay worker runs too (``relay=False``: it is not started;
@@ -115,6 +122,8 @@ async def start(config: Config, *, clock: Clock | None = None, relay: bool = Tru
     ``shared_ports``: worker processes listen on the same ports (``mta.workers``);
     ``write_accounts=False``: a worker leaves the config's accounts to the first process.
     ``bus``: the event bus to publish on (``mta.lab`` shares one); default: a new one.
+    ``http=False``: no HTTP listener even if the config names one (``mta.workers``' extra
+    processes: the first process serves it).
     """
     return_large_blocks_to_os()
     store = await Store.open(config.database)
@@ -158,6 +167,8 @@ async def start(config: Config, *, clock: Clock | None = None, relay: bool = Tru
                             failed_auth_delay=limits.failed_auth_delay,
                             lock_lease=limits.pop3_lock_lease),
                 tls_context, reuse_port=shared_ports)
+        if config.listeners.http and http:
+            server.listeners["http"] = await start_http(server, config.listeners.http)
         for name, port in server.ports.items():
             log.info("%s listening on %s:%d", name, getattr(config.listeners, name).host, port)
     except BaseException:

@@ -1,7 +1,8 @@
 """Benchmark servers, each run in a subprocess of its own (one process, one event loop).
 
     python tests/bench/servers.py noop  [--profile FILE]
-    python tests/bench/servers.py mx    --dir DIR [--pop3] [--fill OWNER=N ...] [--profile FILE]
+    python tests/bench/servers.py mx    --dir DIR [--pop3] [--http] [--fill OWNER=N ...]
+                                        [--profile FILE]
 
 The process binds 127.0.0.1 on an ephemeral port, prints one JSON line ``{"ready": ...}`` with
 its ports and pid on stdout, then serves until its stdin closes (or SIGTERM), and prints one
@@ -96,6 +97,7 @@ def mx_config(
     domain: str = DOMAIN,
     submission: bool = False,
     routes: dict[str, str] | None = None,
+    http: bool = False,
 ) -> Any:
     from mta.config import from_dict
 
@@ -104,6 +106,8 @@ def mx_config(
         listeners["pop3"] = {"host": HOST, "port": 0}
     if submission:
         listeners["submission"] = {"host": HOST, "port": 0}
+    if http:
+        listeners["http"] = {"host": HOST, "port": 0}
     users = USERS if domain == DOMAIN else (f"alice@{domain}",)
     data = {
             "hostname": f"mx.{domain}",
@@ -186,6 +190,7 @@ async def run_mx(args: argparse.Namespace) -> dict[str, Any]:
         domain=args.domain,
         submission=args.submission,
         routes=routes,
+        http=args.http,
     )
     server = await start(config, shared_ports=args.workers > 1)
     pool = None
@@ -197,6 +202,8 @@ async def run_mx(args: argparse.Namespace) -> dict[str, Any]:
     ports = {"smtp": server.ports["mx"]}
     if args.submission:
         ports["submission"] = server.ports["submission"]
+    if args.http:
+        ports["http"] = server.ports["http"]
     deliveries: list[tuple[float, str]] = []  # (monotonic time of the commit, entry uid)
     if args.track:
         server.store.on_delivery(
@@ -290,6 +297,7 @@ def main() -> None:
     parser.add_argument("--pop3", action="store_true", help="also serve POP3 over the store")
     parser.add_argument("--domain", default=DOMAIN)
     parser.add_argument("--submission", action="store_true", help="also serve submission")
+    parser.add_argument("--http", action="store_true", help="also serve the HTTP API")
     parser.add_argument("--route", action="append", default=[], metavar="DOMAIN=HOST:PORT")
     parser.add_argument(
         "--track",

@@ -9,7 +9,6 @@ import aiohttp
 import pytest
 from http_helpers import Api
 
-from mta import http as mta_http
 from mta.server import Server
 
 
@@ -21,15 +20,14 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 def bob_factory(server_factory: Callable[..., Any]) -> Callable[..., Any]:
-    """bob.lab's server (MX, POP3) with an HTTP listener; options: ``mta.http.Options``."""
+    """bob.lab's server (MX, POP3, HTTP) as ``mta serve`` starts it; keyword arguments are
+    ``[listeners.http]`` settings (``token``, ``cors_origins``)."""
 
-    async def factory(**options: Any) -> Server:
-        server = await server_factory(listeners={"mx": {"host": "127.0.0.1", "port": 0},
-                                                 "pop3": {"host": "127.0.0.1", "port": 0}},
-                                      allow_plaintext_auth=True)
-        server.listeners["http"] = await mta_http.start(server, server.bus, "127.0.0.1", 0,
-                                                        mta_http.Options(**options))
-        return server
+    async def factory(**http: Any) -> Server:
+        local = {"host": "127.0.0.1", "port": 0}
+        return await server_factory(listeners={"mx": local, "pop3": local,
+                                               "http": {**local, **http}},
+                                    allow_plaintext_auth=True)
 
     return factory
 

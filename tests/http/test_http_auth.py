@@ -80,7 +80,7 @@ async def test_no_cors_unless_configured(api: Api) -> None:
 
 
 async def test_cors_for_configured_origins_only(bob_factory, session) -> None:
-    server = await bob_factory(cors_origins=("http://app.test:3000",))
+    server = await bob_factory(cors_origins=["http://app.test:3000"])
     url = f"http://127.0.0.1:{server.ports['http']}/api/v1/accounts"
     async with session.options(url, headers={"Origin": "http://app.test:3000",
                                              "Access-Control-Request-Method": "GET"}) as r:
