@@ -101,10 +101,11 @@ async function readStream(body, emit) {
   }
 }
 
-// Text as text: control characters become visible symbols (ESC -> ␛), never interpreted.
+// Text as text: control characters are shown as escapes (ESC -> \x1b, in ASCII so that every
+// font has them), never interpreted; TAB and LF stay.
 export function visible(text) {
-  return String(text ?? "").replace(/[\x00-\x08\x0b-\x1f\x7f]/g,
-    c => c === "\x7f" ? "\u2421" : String.fromCharCode(0x2400 + c.charCodeAt(0)));
+  return String(text ?? "").replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g,
+    c => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
 
 export function el(tag, attrs = {}, ...children) {

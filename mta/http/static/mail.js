@@ -82,8 +82,8 @@ async function loadMore() {
 function row(m) {
   const tr = el("tr", { tabindex: "0", "data-id": String(m.id), "aria-selected": "false" },
     el("td", { text: m.from }),
-    el("td", { text: (m.attachment_count ? "📎 " : "") + (m.subject || "") }),
-    el("td", { text: m.date }), el("td", { text: size(m.size) }));
+    el("td", { text: m.subject || "" }), el("td", { text: m.date }),
+    el("td", { text: size(m.size) }), el("td", { text: m.attachment_count || "" }));
   tr.addEventListener("click", safe(() => open(m.id, tr)));
   tr.addEventListener("keydown", e => {
     if (e.key === "Enter" || e.key === " ") { safe(open)(m.id, tr); e.preventDefault(); }
