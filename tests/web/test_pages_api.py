@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -135,3 +136,16 @@ def test_trail_follows_one_message_across_hops() -> None:
     assert {e.session for e in chosen} == {"s1", "r1.1", "r1.2", "x1", "p1", None}
     assert not [e for e in chosen if e.queue_id in ("QA0002", "QB0002")]
     assert [e.kind for e in chosen].count("attempt") == 2 and chosen[-1].kind == "session_closed"
+
+
+async def test_every_http_listener_serves_the_pages(client: aiohttp.ClientSession,
+                                                    server_factory: Any) -> None:
+    server = await server_factory(listeners={"mx": {"host": "127.0.0.1", "port": 0},
+                                             "http": {"host": "127.0.0.1", "port": 0}})
+    base = f"http://127.0.0.1:{server.ports['http']}"
+    for page in ("/flow", "/mail", "/server"):
+        async with client.get(base + page) as response:
+            assert response.status == 200 and response.content_type == "text/html"
+    async with client.get(f"{base}/api/v1/pages/config") as response:
+        config = await response.json()
+    assert config["domains"] == ["bob.lab"] and config["lab"] is None and config["peers"] == []
