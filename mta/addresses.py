@@ -55,3 +55,9 @@ def parse(address: str, *, smtputf8: bool = False) -> Mailbox:
                                        or any(c in domain for c in "()<>,;:\\\"[]")):
         raise AddressError("syntax", address)
     return Mailbox(unquoted, domain)
+
+
+def normalise(address: str) -> str:
+    """The one spelling of an account address: trimmed, lower case (logins and mailbox owners
+    are case-insensitive in labmail, so keys in the store and the config use this form)."""
+    return address.strip().lower()

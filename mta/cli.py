@@ -24,19 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from mta import config as config_mod
-from mta import queue as queue_mod
 from mta import server as server_mod
 from mta import workers
+from mta.addresses import normalise
 from mta.config import Config, ConfigError
-from mta.store import MaildropLocked, Store, StoreError
+from mta.store import Entry, MaildropLocked, Store, StoreError, format_rows
 
 log = logging.getLogger("labmail")
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-
-Command = Callable[[argparse.Namespace, Config], Any]
-COMMANDS: dict[str, Command] = {}
-
 
 class CommandError(Exception):
     """A failure to report to the user in one line (exit 1)."""
@@ -200,7 +196,7 @@ def _read_password(prompt: str) -> str:
 
 
 def _local_address(config: Config, address: str) -> str:
-    address = config_mod.normalise_address(address)
+    address = normalise(address)
     local, at, domain = address.rpartition("@")
     if not at or not local or domain not in config.domains:
         raise CommandError(f"{address!r} is not an address in {', '.join(config.domains)}")
@@ -273,8 +269,30 @@ async def _purge(store: Store, address: str) -> int:
                            "ends") from None
 
 
+def _print_entries(address: str, entries: list[Entry]) -> None:
+    print(f"{'#':>4}  {'uidl':<32}  {'received':<19}  {'size':>8}  {'id':<12}  sender")
+    for n, entry in enumerate(entries, 1):
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.received))
+        print(f"{n:>4}  {entry.uid:<32}  {when}  {entry.size:>8}  {entry.queue_id:<12}  "
+              f"<{entry.sender}>")
+    print(f"{len(entries)} message(s) for {address}")
+
+
+def _print_message(raw: bytes, as_stored: bool) -> None:
+    if as_stored:
+        sys.stdout.buffer.write(raw)
+        return
+    msg = message_from_bytes(raw, policy=policy.default)
+    for name in ("Return-Path", "Date", "From", "To", "Subject", "Message-ID"):
+        if msg[name] is not None:
+            print(f"{name}: {msg[name]}")
+    body = msg.get_body(preferencelist=("plain", "html"))
+    print()
+    print(body.get_content() if body is not None else "(no text part)")
+
+
 def cmd_mailbox(args: argparse.Namespace, config: Config) -> int:
-    address = config_mod.normalise_address(args.address)
+    address = normalise(args.address)
 
     async def run(store: Store) -> Any:
         if args.action == "list":
@@ -289,25 +307,11 @@ def cmd_mailbox(args: argparse.Namespace, config: Config) -> int:
 
     result = asyncio.run(_with_store(config, run))
     if args.action == "list":
-        print(f"{'#':>4}  {'uidl':<32}  {'received':<19}  {'size':>8}  {'id':<12}  sender")
-        for n, entry in enumerate(result, 1):
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.received))
-            print(f"{n:>4}  {entry.uid:<32}  {when}  {entry.size:>8}  {entry.txn_id:<12}  "
-                  f"<{entry.sender}>")
-        print(f"{len(result)} message(s) for {address}")
+        _print_entries(address, result)
     elif args.action == "purge":
         print(f"deleted {result} message(s) from {address}")
     else:
-        if args.raw:
-            sys.stdout.buffer.write(result)
-        else:
-            msg = message_from_bytes(result, policy=policy.default)
-            for name in ("Return-Path", "Date", "From", "To", "Subject", "Message-ID"):
-                if msg[name] is not None:
-                    print(f"{name}: {msg[name]}")
-            body = msg.get_body(preferencelist=("plain", "html"))
-            print()
-            print(body.get_content() if body is not None else "(no text part)")
+        _print_message(result, args.raw)
     return EXIT_OK
 
 
@@ -331,7 +335,7 @@ def cmd_queue(args: argparse.Namespace, config: Config) -> int:
 
     result = asyncio.run(_with_store(config, run))
     if args.action == "list":
-        for line in queue_mod.format_rows(result):
+        for line in format_rows(result):
             print(line)
         print(f"{len(result)} row(s){'' if args.all else ' queued'}")
     elif args.action == "flush":
@@ -394,14 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = qs.add_parser("delete", help="delete a row (its number) or a message (its queue id)")
     q.add_argument("id")
     q.set_defaults(run=cmd_queue)
-
-    for register in EXTRA_COMMANDS:
-        register(sub)
     return parser
-
-
-# Other modules (the queue) add their subcommands here: fn(subparsers) -> None.
-EXTRA_COMMANDS: list[Callable[[Any], None]] = []
 
 
 def main(argv: list[str] | None = None) -> int:

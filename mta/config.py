@@ -25,10 +25,12 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from mta.addresses import normalise
 
 ENV_PREFIX = "LABMAIL_"
 
@@ -171,11 +173,6 @@ class Config:
 # parsing
 
 
-def normalise_address(address: str) -> str:
-    """Logins and mailbox owners are full addresses compared case-insensitively."""
-    return address.strip().lower()
-
-
 def parse_hostport(value: str, where: str) -> tuple[str, int]:
     host, sep, port = value.strip().rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -281,7 +278,7 @@ def _accounts(reader: _Reader, domains: tuple[str, ...]) -> tuple[Account, ...]:
     seen = set()
     for i, item in enumerate(raw):
         sub = _Reader(item, f"accounts[{i}].", reader.source)
-        address = normalise_address(sub.get("address", str, ""))
+        address = normalise(sub.get("address", str, ""))
         local, _, domain = address.rpartition("@")
         if not local or domain not in domains:
             raise sub.err("address", f"must be an address in one of {list(domains)}")
@@ -390,13 +387,13 @@ def from_dict(data: Mapping[str, Any], source: str = "<config>",
     accounts = _accounts(r, domains)
     postmaster = r.get("postmaster", str)
     if postmaster is not None:
-        postmaster = normalise_address(postmaster)
+        postmaster = normalise(postmaster)
         if postmaster.rpartition("@")[2] not in domains:
             raise r.err("postmaster", "must be an address in this server's domains")
     catch_r = r.sub("catch_all")
     catch_all = {}
     for dom in list(catch_r.table):
-        address = normalise_address(catch_r.get(dom, str))
+        address = normalise(catch_r.get(dom, str))
         d = _domain(dom, catch_r, dom)
         if d not in domains or address.rpartition("@")[2] not in domains:
             raise catch_r.err(dom, "must map one of this server's domains to a local address")
@@ -440,66 +437,78 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
     return apply_env(config, os.environ if environ is None else environ)
 
 
+def _env_workers(config: Config, name: str, value: str) -> dict[str, Any]:
+    if not value.strip().isdigit() or not 1 <= int(value) <= 64:
+        raise ConfigError(f"{name}: expected a number of processes from 1 to 64")
+    return {"workers": int(value)}
+
+
+def _env_routes(config: Config, name: str, value: str) -> dict[str, Any]:
+    routes = {}
+    for item in filter(None, (s.strip() for s in value.split(","))):
+        domain, sep, target = item.partition("=")
+        if not sep or not domain.strip():
+            raise ConfigError(f"{name}: expected domain=host:port[,...], got {item!r}")
+        routes[domain.strip().lower()] = _parse_target(target, name)
+    return {"routes": routes}
+
+
+def _env_nameservers(config: Config, name: str, value: str) -> dict[str, Any]:
+    servers = tuple(s.strip() for s in value.split(",") if s.strip())
+    return {"relay": replace(config.relay, nameservers=servers)}
+
+
+def _env_listener(config: Config, name: str, value: str) -> dict[str, Any]:
+    """A listener moved (its other settings, such as a token, kept), added, or off."""
+    which = name.removeprefix(ENV_PREFIX + "LISTENERS_").lower()
+    current = getattr(config.listeners, which)
+    listener: Listener | None = None
+    if value.strip().lower() not in ("off", "none", ""):
+        host, port = parse_hostport(value, name)
+        if current is not None:
+            listener = replace(current, host=host, port=port)
+        else:
+            listener = HTTPListener(host, port) if which == "http" else Listener(host, port)
+    return {"listeners": replace(config.listeners, **{which: listener})}
+
+
+def _with_token(config: Config, token: str | None) -> Config:
+    """``LABMAIL_LISTENERS_HTTP_TOKEN``, applied after the listener overrides (any order)."""
+    if token is None:
+        return config
+    name = ENV_PREFIX + "LISTENERS_HTTP_TOKEN"
+    http = config.listeners.http
+    if http is None:
+        raise ConfigError(f"{name}: no HTTP listener to protect")
+    if not token.strip():
+        raise ConfigError(f"{name}: must not be empty")
+    return replace(config, listeners=replace(config.listeners, http=replace(http, token=token)))
+
+
+# LABMAIL_<key> -> fn(config, variable name, value) -> the fields it changes
+_ENV_OVERRIDES: dict[str, Callable[[Config, str, str], dict[str, Any]]] = {
+    "CONFIG": lambda config, name, value: {},  # names the file itself (mta --config's default)
+    "HOSTNAME": lambda config, name, value: {"hostname": value.strip()},
+    "WORKERS": _env_workers,
+    "DATABASE": lambda config, name, value: {"database": Path(value)},
+    "ROUTES": _env_routes,
+    "RELAY_NAMESERVERS": _env_nameservers,
+    "LISTENERS_MX": _env_listener,
+    "LISTENERS_SUBMISSION": _env_listener,
+    "LISTENERS_POP3": _env_listener,
+    "LISTENERS_HTTP": _env_listener,
+    "LISTENERS_HTTP_TOKEN": lambda config, name, value: {},  # _with_token, after the loop
+}
+
+
 def apply_env(config: Config, environ: Mapping[str, str]) -> Config:
     """Apply the LABMAIL_* overrides (see the module docstring)."""
-    changes: dict[str, Any] = {}
-    listeners = config.listeners
-    known = {"CONFIG", "HOSTNAME", "WORKERS", "DATABASE", "ROUTES", "RELAY_NAMESERVERS",
-             "LISTENERS_MX", "LISTENERS_SUBMISSION", "LISTENERS_POP3", "LISTENERS_HTTP",
-             "LISTENERS_HTTP_TOKEN"}
-    token = environ.get(ENV_PREFIX + "LISTENERS_HTTP_TOKEN")
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
-        key = name[len(ENV_PREFIX):]
-        if key not in known:
+        override = _ENV_OVERRIDES.get(name[len(ENV_PREFIX):])
+        if override is None:
             raise ConfigError(f"{name}: not a known override (known: "
-                              + ", ".join(ENV_PREFIX + k for k in sorted(known)) + ")")
-        if key in ("CONFIG", "LISTENERS_HTTP_TOKEN"):
-            continue  # the file itself (mta --config's default); the token: below
-        if key == "HOSTNAME":
-            changes["hostname"] = value.strip()
-        elif key == "WORKERS":
-            if not value.strip().isdigit() or not 1 <= int(value) <= 64:
-                raise ConfigError(f"{name}: expected a number of processes from 1 to 64")
-            changes["workers"] = int(value)
-        elif key == "DATABASE":
-            changes["database"] = Path(value)
-        elif key == "ROUTES":
-            routes = {}
-            for item in filter(None, (s.strip() for s in value.split(","))):
-                domain, sep, target = item.partition("=")
-                if not sep or not domain.strip():
-                    raise ConfigError(f"{name}: expected domain=host:port[,...], got {item!r}")
-                routes[domain.strip().lower()] = _parse_target(target, name)
-            changes["routes"] = routes
-        elif key == "RELAY_NAMESERVERS":
-            servers = tuple(s.strip() for s in value.split(",") if s.strip())
-            changes["relay"] = replace(config.relay, nameservers=servers)
-        else:
-            which = key.removeprefix("LISTENERS_").lower()
-            listeners = replace(listeners, **{which: _env_listener(
-                value, name, getattr(listeners, which))})
-    changes["listeners"] = _with_token(listeners, token)
-    return replace(config, **changes)
-
-
-def _with_token(listeners: Listeners, token: str | None) -> Listeners:
-    """``LABMAIL_LISTENERS_HTTP_TOKEN`` applied to the HTTP listener."""
-    if token is None:
-        return listeners
-    if listeners.http is None:
-        raise ConfigError(f"{ENV_PREFIX}LISTENERS_HTTP_TOKEN: no HTTP listener to protect")
-    if not token.strip():
-        raise ConfigError(f"{ENV_PREFIX}LISTENERS_HTTP_TOKEN: must not be empty")
-    return replace(listeners, http=replace(listeners.http, token=token))
-
-
-def _env_listener(value: str, name: str, current: Listener | None) -> Listener | None:
-    """A listener moved by ``LABMAIL_LISTENERS_*`` (its other settings kept), or None (off)."""
-    if value.strip().lower() in ("off", "none", ""):
-        return None
-    host, port = parse_hostport(value, name)
-    if current is not None:
-        return replace(current, host=host, port=port)
-    return HTTPListener(host, port) if name.endswith("_HTTP") else Listener(host, port)
+                              + ", ".join(ENV_PREFIX + k for k in sorted(_ENV_OVERRIDES)) + ")")
+        config = replace(config, **override(config, name, value))
+    return _with_token(config, environ.get(ENV_PREFIX + "LISTENERS_HTTP_TOKEN"))

@@ -23,16 +23,26 @@ import asyncio
 import logging
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mta import server as server_mod
+from mta.addresses import normalise
 from mta.clock import Clock
-from mta.config import TLS, Account, Config, HTTPListener, Limits, Listener, Listeners, Queue
+from mta.config import (
+    TLS,
+    Account,
+    Config,
+    HTTPListener,
+    Limits,
+    Listener,
+    Listeners,
+    Queue,
+)
 from mta.events import Bus
-from mta.inbound import FaultInjector
 from mta.relay import RelayWorker
+from mta.smtp.faults import FaultInjector
 from mta.store import Delivered, Entry, Store
 
 log = logging.getLogger("labmail.lab")
@@ -58,7 +68,10 @@ class LabDomain:
 
     @property
     def config(self) -> Config:
-        return self.server.config
+        """The domain's config as its relay sees it: the server's, with static routes to the
+        other lab domains (the listeners keep the server's own, with port 0 where bound
+        ephemerally: ``ports`` has the bound ones)."""
+        return self.server.relay.config if self.server.relay else self.server.config
 
     @property
     def store(self) -> Store:
@@ -150,18 +163,14 @@ class Lab:
                 server = await server_mod.start(config, clock=lab.clock, relay=False,
                                                 bus=lab.bus)
                 lab.domains[name] = LabDomain(name, server, accounts)
-            # 2. routes to the bound MX ports, then the relay workers
+            # 2. routes to the bound MX ports, given to the relay workers as they start (the
+            # listeners' handlers keep the config they started with)
             mx_routes = {name: ("127.0.0.1", d.ports["mx"]) for name, d in lab.domains.items()
                          if "mx" in d.ports}
             for name, domain in lab.domains.items():
-                config = domain.server.config
                 table = {k: v for k, v in mx_routes.items() if k != name} | dict(routes)
-                bound = {n: replace(getattr(config.listeners, n), port=p)
-                         for n, p in domain.ports.items()}
-                domain.server.config = replace(config, routes=table,
-                                               listeners=replace(config.listeners, **bound))
                 if "submission" in domain.ports:
-                    domain.server.start_relay(background=relay)
+                    domain.server.start_relay(background=relay, routes=table)
         except BaseException:
             await lab.close()
             raise
@@ -187,7 +196,7 @@ class Lab:
 
         Event-driven (``Store.on_delivery``), no polling; TimeoutError after ``timeout``.
         """
-        owner = address.strip().lower()
+        owner = normalise(address)
         store = self.domain_of(owner).store
         arrived = asyncio.Event()
 

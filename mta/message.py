@@ -1,9 +1,10 @@
 """Message bytes as the servers handle them (steps 3 and 4): line ends and trace headers.
 
 Rule for bare CR or LF inside DATA (RFC 5321 2.3.8 allows them only as CRLF): labmail
-normalises each to CRLF. End of data is recognised only at CRLF.CRLF (aiosmtpd reads lines up
-to CRLF), so ``\\n.\\n`` cannot end a message early (no SMTP smuggling); after normalisation it
-is an ordinary line "." that the next hop's client dot-stuffs again.
+normalises each to CRLF (``pop3.crlf.to_crlf``, the one CRLF rule). End of data is recognised
+only at CRLF.CRLF (aiosmtpd reads lines up to CRLF), so ``\\n.\\n`` cannot end a message early
+(no SMTP smuggling); after normalisation it is an ordinary line "." that the next hop's client
+dot-stuffs again.
 """
 
 from __future__ import annotations
@@ -14,19 +15,8 @@ import re
 import time
 from email.utils import format_datetime
 
-_EOL = re.compile(rb"\r\n|\r|\n")
 _RECEIVED = re.compile(rb"^received[ \t]*:", re.IGNORECASE | re.MULTILINE)
 _MESSAGE_ID = re.compile(rb"^message-id[ \t]*:[ \t]*(.*(?:\r\n[ \t].*)*)", re.I | re.M)
-
-
-def to_crlf(data: bytes) -> bytes:
-    """Every line end as CRLF; a non-empty message ends with CRLF."""
-    crlf = data.count(b"\r\n")
-    if not (crlf == data.count(b"\r") == data.count(b"\n")):
-        data = _EOL.sub(b"\r\n", data)
-    if data and not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return data
 
 
 def header_section(raw: bytes) -> bytes:
@@ -60,13 +50,13 @@ def with_protocol(*, esmtp: bool, tls: bool, auth: bool, smtputf8: bool) -> str:
     return base + ("S" if tls else "") + ("A" if auth else "")
 
 
-def received_header(*, helo: str | None, peer_ip: str, by: str, protocol: str, txn_id: str,
+def received_header(*, helo: str | None, peer_ip: str, by: str, protocol: str, queue_id: str,
                     recipients: list[str], when: float | None = None) -> bytes:
     """A Received header (RFC 5321 4.4), folded; ``for`` only when there is one recipient."""
     stamp = _stamp(int(time.time()) if when is None else when)
     helo = _clean(helo or "unknown")
     lines = [f"Received: from {helo} ([{peer_ip}])", f"\tby {_clean(by)} (labmail) with {protocol}"
-             f" id {txn_id}"]
+             f" id {queue_id}"]
     if len(recipients) == 1:
         lines.append(f"\tfor <{_clean(recipients[0])}>;")
     else:

@@ -1,12 +1,12 @@
 """Named SMTP replies (steps 3 and 4): one place for every code labmail itself sends.
 
 Each carries an RFC 3463 enhanced status code (RFC 2034), so ENHANCEDSTATUSCODES can be
-advertised; aiosmtpd's own replies get a default one added in ``mta.smtp_server``.
+advertised; aiosmtpd's own replies get a default one added in ``mta.smtp.server``.
 """
 
 SENDER_OK = "250 2.1.0 Sender OK"
 RECIPIENT_OK = "250 2.1.5 Recipient OK"
-QUEUED = "250 2.0.0 OK: queued as {txn_id}"
+QUEUED = "250 2.0.0 OK: queued as {queue_id}"
 
 UNKNOWN_USER = "550 5.1.1 <{address}>: no such user here"
 RELAY_DENIED = "550 5.7.1 <{address}>: relaying denied"
@@ -27,7 +27,6 @@ TOO_MANY_CONNECTIONS = "421 4.7.0 {hostname} too many connections, try again lat
 AUTH_REQUIRED = "530 5.7.0 Authentication required"
 SENDER_NOT_OWNED = "553 5.7.1 <{address}>: sender address is not yours"
 AUTH_FAILED = "535 5.7.8 Authentication credentials invalid"
-ENCRYPTION_REQUIRED = "538 5.7.11 Encryption required for plain-text authentication"
 
 # Default enhanced codes for replies that come without one (aiosmtpd's own).
 DEFAULT_ENHANCED = {

@@ -9,23 +9,50 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from mta import http as mta_http
-from mta import submission, tls
+from mta import tls
 from mta.clock import Clock
 from mta.config import Config, HTTPListener
 from mta.events import Bus, MessageStored
-from mta.inbound import FaultInjector, InboundHandler, handler_kwargs
 from mta.memory import return_large_blocks_to_os
 from mta.relay import RelayWorker
-from mta.smtp_server import SMTPListener, start_smtp_listener
+from mta.smtp import mx, submission
+from mta.smtp.faults import FaultInjector
+from mta.smtp.server import start_smtp_listener
 from mta.store import Delivered, Store
-from pop3.server import POP3Options
+from pop3.server import POP3Listener, POP3Options
 from pop3.server import start_server as start_pop3
 
 log = logging.getLogger("labmail.server")
+
+
+class Listener(Protocol):
+    """What the server needs of a bound listener, SMTP or POP3."""
+
+    @property
+    def port(self) -> int: ...
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Stop accepting; sessions get ``grace`` seconds to finish."""
+
+
+@dataclass
+class POP3Listening:
+    """``pop3.server``'s listener seen through ``Listener`` (pop3 stays free of mta)."""
+
+    listener: POP3Listener
+
+    @property
+    def port(self) -> int:
+        return self.listener.sockets[0].getsockname()[1]
+
+    async def close(self, grace: float = 10.0) -> None:
+        self.listener.close()  # ends the sessions: each releases its maildrop lock
+        await self.listener.wait_closed(grace)
 
 
 @dataclass
@@ -35,7 +62,7 @@ class Server:
     config: Config
     store: Store
     faults: FaultInjector
-    listeners: dict[str, Any] = field(default_factory=dict)
+    listeners: dict[str, Listener] = field(default_factory=dict)
     services: list[Any] = field(default_factory=list)
     clock: Clock = field(default_factory=Clock)
     relay: RelayWorker | None = None
@@ -44,13 +71,18 @@ class Server:
 
     @property
     def ports(self) -> dict[str, int]:
-        return {name: _port(listener) for name, listener in self.listeners.items()}
+        """Bound ports by listener name (port 0 in the config is read back here)."""
+        return {name: listener.port for name, listener in self.listeners.items()}
 
-    def start_relay(self, *, background: bool = True) -> RelayWorker:
+    def start_relay(self, *, background: bool = True,
+                    routes: Mapping[str, tuple[str, int]] | None = None) -> RelayWorker:
         """Create the relay worker for this server's queue; ``background`` starts its loop
-        (tests with a fake clock leave it off and call ``server.relay.run_once()``)."""
+        (tests with a fake clock leave it off and call ``server.relay.run_once()``).
+        ``routes`` replace the config's static routes for the relay only (``mta.lab``: they
+        are known once every domain's MX is bound)."""
         if self.relay is None:
-            self.relay = RelayWorker(self.config, self.store, self.clock)
+            config = self.config if routes is None else replace(self.config, routes=routes)
+            self.relay = RelayWorker(config, self.store, self.clock)
             self.services.append(self.relay)
         if background:
             self.relay.start()
@@ -62,11 +94,7 @@ class Server:
         self._closed = True
         for name, listener in self.listeners.items():
             try:
-                if isinstance(listener, SMTPListener):
-                    await listener.close(grace)
-                else:
-                    listener.close()
-                    await listener.wait_closed()
+                await listener.close(grace)
             except Exception:
                 log.exception("closing listener %s failed", name)
         for service in reversed(self.services):
@@ -75,12 +103,6 @@ class Server:
             except Exception:
                 log.exception("closing %r failed", service)
         await self.store.close()
-
-
-def _port(listener: Any) -> int:
-    if isinstance(listener, SMTPListener):
-        return listener.port
-    return listener.sockets[0].getsockname()[1]
 
 
 async def ensure_accounts(config: Config, store: Store) -> None:
@@ -108,7 +130,7 @@ def publish_stored(server: Server, delivered: Delivered) -> None:
     for owner, uid in delivered.entries:
         bus.publish(MessageStored(
             server=config.hostname, domain=config.domains[0], step=4,
-            queue_id=delivered.txn_id or None, message_id=delivered.message_id or None,
+            queue_id=delivered.queue_id or None, message_id=delivered.message_id or None,
             uidl=uid, owner=owner, size=delivered.size, sender=delivered.sender))
 
 
@@ -136,13 +158,13 @@ async def start(config: Config, *, clock: Clock | None = None, relay: bool = Tru
         tls_context = tls.server_context(config)
         limits = config.limits
         if config.listeners.mx:
-            handler = InboundHandler(config, store, server.faults)
+            handler = mx.InboundHandler(config, store, server.faults)
             server.listeners["mx"] = await start_smtp_listener(
                 handler, config.listeners.mx.host, config.listeners.mx.port,
                 hostname=config.hostname, component="mx", step=4,
                 max_connections=limits.max_connections,
                 data_size_limit=limits.max_message_size, timeout=limits.command_timeout,
-                tls_context=tls_context, reuse_port=shared_ports, **handler_kwargs(config))
+                tls_context=tls_context, reuse_port=shared_ports, **mx.handler_kwargs(config))
         if config.listeners.submission:
             if tls_context is None and not config.allow_plaintext_auth:
                 log.warning("submission: no TLS and plain-text AUTH not allowed: "
@@ -157,7 +179,7 @@ async def start(config: Config, *, clock: Clock | None = None, relay: bool = Tru
             if relay:
                 server.start_relay()
         if config.listeners.pop3:
-            server.listeners["pop3"] = await start_pop3(
+            server.listeners["pop3"] = POP3Listening(await start_pop3(
                 store, config.listeners.pop3.host, config.listeners.pop3.port,
                 POP3Options(config.hostname,
                             allow_plaintext_auth=config.allow_plaintext_auth,
@@ -166,7 +188,7 @@ async def start(config: Config, *, clock: Clock | None = None, relay: bool = Tru
                             max_connections=limits.max_connections,
                             failed_auth_delay=limits.failed_auth_delay,
                             lock_lease=limits.pop3_lock_lease),
-                tls_context, reuse_port=shared_ports)
+                tls_context, reuse_port=shared_ports))
         if config.listeners.http and http:
             server.listeners["http"] = await start_http(server, config.listeners.http)
         for name, port in server.ports.items():

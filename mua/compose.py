@@ -162,18 +162,27 @@ def build_message(
 
     msg = EmailMessage(policy=policy.default)
     msg["From"] = from_address
-    if to_addresses:
-        msg["To"] = to_addresses
-    if cc_addresses:
-        msg["Cc"] = cc_addresses
+    _set_if("To", msg, to_addresses)
+    _set_if("Cc", msg, cc_addresses)
     msg["Subject"] = subject
     msg["Date"] = format_datetime(date or datetime.now().astimezone())
     msg["Message-ID"] = message_id or make_msgid(domain=from_address.domain)
-    if reply_addresses:
-        msg["Reply-To"] = reply_addresses
+    _set_if("Reply-To", msg, reply_addresses)
     if priority is not None:
         msg["X-Priority"] = PRIORITY_NAMES[priority]
+    _add_body(msg, body, html, attachments)
+    return msg
 
+
+def _set_if(name: str, msg: EmailMessage, addresses: list[Address]) -> None:
+    if addresses:
+        msg[name] = addresses
+
+
+def _add_body(
+    msg: EmailMessage, body: str, html: str | None, attachments: Sequence[Attachment]
+) -> None:
+    """The text part, the HTML alternative and the attachments (RFC 2045-2046 MIME)."""
     if html is not None and not body:
         from mua.render import html_to_text  # the text alternative for HTML-only mail
 
@@ -191,7 +200,6 @@ def build_message(
     for part in msg.walk():
         if part is not msg:
             del part["MIME-Version"]  # RFC 2045 4: required at the top level only
-    return msg
 
 
 def _normalise_text(text: str) -> str:

@@ -171,56 +171,92 @@ def _fetch(
     else:
         pop = TracingPOP3(server.host, server.port, server.timeout, transcript)
     try:
-        caps = _capabilities(pop)
-        if server.security != "tls":
-            if "STLS" in caps:
-                pop.stls(context)
-                caps = _capabilities(pop)  # RFC 2595 4: capabilities may change after STLS
-            elif server.security == "starttls":
-                raise FetchError(f"{server.peer} does not offer STLS, which the profile requires")
-        _login(pop, server, password, caps)
-
-        count, _size = pop.stat()
-        result.on_server = count
-        result.octets_on_server = _listed_octets(pop, count)
-        uids = _uidls(pop, count)
-        if keep and uids is None:
-            raise FetchError(f"{server.peer} does not support UIDL, which --keep needs")
-        memory = UidMemory(folder / UIDL_FILE, f"{server.login}@{server.peer}")
-        seen = memory.load()
-        wanted = [n for n in range(1, count + 1) if uids is None or uids[n] not in seen]
-        deleted_uids: set[str] = set()
-        deleted = 0
-        if not keep and uids is not None:
-            for n in range(1, count + 1):  # stored by an earlier, interrupted fetch
-                if uids[n] in seen:
-                    pop.dele(n)
-                    deleted += 1
-                    deleted_uids.add(uids[n])
-        for done, n in enumerate(wanted):
-            if progress:
-                progress(done, len(wanted))
-            _resp, lines, _octets = pop.retr(n)
-            key = deliver(folder, b"\n".join(lines) + b"\n")
-            result.keys.append(key)
-            result.downloaded += 1
-            if uids is not None:
-                seen.add(uids[n])
-                memory.remember(uids[n])  # on disk before the DELE below
-            if not keep:
-                pop.dele(n)  # only marks it: RFC 1939 5
-                deleted += 1
-                if uids is not None:
-                    deleted_uids.add(uids[n])
-        if progress:
-            progress(len(wanted), len(wanted))
-        pop.quit()  # RFC 1939 6: the UPDATE state; DELE takes effect only now
-        result.deleted = deleted
-        if uids is not None:
-            present = set(uids.values())
-            memory.save({u for u in seen if u in present and u not in deleted_uids})
+        _login(pop, server, password, _secure(pop, server, context))
+        _transaction(pop, server, folder, keep, progress, result)
     finally:
         pop.close()
+
+
+def _secure(pop: poplib.POP3, server: ServerSettings, context: ssl.SSLContext) -> dict:
+    """STLS when offered (or required, RFC 2595); returns the capabilities to log in with."""
+    caps = _capabilities(pop)
+    if server.security == "tls":
+        return caps
+    if "STLS" in caps:
+        pop.stls(context)
+        return _capabilities(pop)  # RFC 2595 4: capabilities may change after STLS
+    if server.security == "starttls":
+        raise FetchError(f"{server.peer} does not offer STLS, which the profile requires")
+    return caps
+
+
+def _transaction(
+    pop: poplib.POP3,
+    server: ServerSettings,
+    folder: Path,
+    keep: bool,
+    progress: Progress | None,
+    result: FetchResult,
+) -> None:
+    """STAT, LIST, UIDL, then RETR (and DELE unless ``keep``) of each new message, and QUIT."""
+    count, _size = pop.stat()
+    result.on_server = count
+    result.octets_on_server = _listed_octets(pop, count)
+    uids = _uidls(pop, count)
+    if keep and uids is None:
+        raise FetchError(f"{server.peer} does not support UIDL, which --keep needs")
+    memory = UidMemory(folder / UIDL_FILE, f"{server.login}@{server.peer}")
+    seen = memory.load()
+    wanted = [n for n in range(1, count + 1) if uids is None or uids[n] not in seen]
+    earlier = [] if keep or uids is None else _delete_stored_earlier(pop, uids, seen)
+    deleted_uids = set(earlier)
+    deleted = len(earlier)
+    for done, n in enumerate(wanted):
+        if progress:
+            progress(done, len(wanted))
+        uid = None if uids is None else uids[n]
+        _retrieve(pop, n, folder, result, memory, seen, uid)
+        if not keep:
+            pop.dele(n)  # only marks it: RFC 1939 5
+            deleted += 1
+            if uid is not None:
+                deleted_uids.add(uid)
+    if progress:
+        progress(len(wanted), len(wanted))
+    pop.quit()  # RFC 1939 6: the UPDATE state; DELE takes effect only now
+    result.deleted = deleted
+    if uids is not None:
+        present = set(uids.values())
+        memory.save({u for u in seen if u in present and u not in deleted_uids})
+
+
+def _delete_stored_earlier(pop: poplib.POP3, uids: dict[int, str], seen: set[str]) -> list[str]:
+    """DELE the messages an earlier, interrupted fetch stored already; returns their UIDLs."""
+    deleted = []
+    for n, uid in sorted(uids.items()):
+        if uid in seen:
+            pop.dele(n)
+            deleted.append(uid)
+    return deleted
+
+
+def _retrieve(
+    pop: poplib.POP3,
+    number: int,
+    folder: Path,
+    result: FetchResult,
+    memory: UidMemory,
+    seen: set[str],
+    uid: str | None,
+) -> None:
+    """RETR one message and store it in the Maildir; its UIDL is on disk before any DELE."""
+    _resp, lines, _octets = pop.retr(number)
+    key = deliver(folder, b"\n".join(lines) + b"\n")
+    result.keys.append(key)
+    result.downloaded += 1
+    if uid is not None:
+        seen.add(uid)
+        memory.remember(uid)
 
 
 def _capabilities(pop: poplib.POP3) -> dict[str, list[str]]:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from typing import Any
 
 from mua.compose import recipients, to_bytes
 from mua.errors import MuaError
@@ -105,45 +106,56 @@ def submit(
     data = to_bytes(message)
     try:
         return _submit(server, profile.address, password, rcpts, data)
-    except smtplib.SMTPAuthenticationError as e:
-        raise _reply_error(f"{server.peer} refused the login for {server.login}", e) from None
-    except smtplib.SMTPSenderRefused as e:
-        raise _reply_error(f"{server.peer} refused the sender {e.sender}", e) from None
-    except smtplib.SMTPRecipientsRefused as e:
-        refused = "; ".join(
-            f"{addr}: {code} {_text(text)}" for addr, (code, text) in e.recipients.items()
-        )
-        first = next(iter(e.recipients.values()), (None, b""))
-        raise SubmitError(
-            f"{server.peer} refused every recipient ({refused}); nothing was sent",
-            first[0],
-            _text(first[1]),
-        ) from None
-    except smtplib.SMTPDataError as e:
-        raise _reply_error(f"{server.peer} refused the message", e) from None
-    except smtplib.SMTPNotSupportedError as e:
-        raise SubmitError(f"{server.peer}: {e}") from None
-    except smtplib.SMTPServerDisconnected as e:
-        raise SubmitError(f"{server.peer} closed the connection: {e}") from None
-    except smtplib.SMTPResponseException as e:
-        raise _reply_error(f"{server.peer} answered with an error", e) from None
-    except ssl.SSLCertVerificationError as e:
-        raise SubmitError(
-            f"TLS with {server.peer} failed: certificate not trusted ({e.verify_message});"
-            " set smtp.ca_file in the profile"
-        ) from None
-    except ssl.SSLError as e:
-        raise SubmitError(f"TLS with {server.peer} failed: {e.reason or e}") from None
-    except TimeoutError:
-        raise SubmitError(f"timed out talking to {server.peer}") from None
-    except ConnectionRefusedError:
-        raise SubmitError(f"cannot connect to {server.peer}: connection refused") from None
-    except OSError as e:
-        raise SubmitError(f"cannot talk to {server.peer}: {e.strerror or e}") from None
-    except smtplib.SMTPException as e:
-        raise SubmitError(f"SMTP with {server.peer} failed: {e}") from None
-    except (ValueError, UnicodeError) as e:  # e.g. a host name the socket layer refuses
-        raise SubmitError(f"cannot talk to {server.peer}: {e}") from None
+    except _FAILURE_TYPES as e:
+        raise _failure(server, e) from None
+
+
+def _refused_every_recipient(
+    server: ServerSettings, e: smtplib.SMTPRecipientsRefused
+) -> SubmitError:
+    refused = "; ".join(
+        f"{addr}: {code} {_text(text)}" for addr, (code, text) in e.recipients.items()
+    )
+    first = next(iter(e.recipients.values()), (None, b""))
+    return SubmitError(
+        f"{server.peer} refused every recipient ({refused}); nothing was sent",
+        first[0],
+        _text(first[1]),
+    )
+
+
+# What the user reads for each failure, first match wins: subclasses before their bases
+# (smtplib.SMTPException is an OSError, so the OSError line answers for the SMTP errors not
+# named above it).
+_FAILURES: tuple[tuple[type[Exception], Callable[[ServerSettings, Any], SubmitError]], ...] = (
+    (smtplib.SMTPAuthenticationError,
+     lambda s, e: _reply_error(f"{s.peer} refused the login for {s.login}", e)),
+    (smtplib.SMTPSenderRefused,
+     lambda s, e: _reply_error(f"{s.peer} refused the sender {e.sender}", e)),
+    (smtplib.SMTPRecipientsRefused, _refused_every_recipient),
+    (smtplib.SMTPDataError, lambda s, e: _reply_error(f"{s.peer} refused the message", e)),
+    (smtplib.SMTPNotSupportedError, lambda s, e: SubmitError(f"{s.peer}: {e}")),
+    (smtplib.SMTPServerDisconnected,
+     lambda s, e: SubmitError(f"{s.peer} closed the connection: {e}")),
+    (smtplib.SMTPResponseException,
+     lambda s, e: _reply_error(f"{s.peer} answered with an error", e)),
+    (ssl.SSLCertVerificationError, lambda s, e: SubmitError(
+        f"TLS with {s.peer} failed: certificate not trusted ({e.verify_message});"
+        " set smtp.ca_file in the profile")),
+    (ssl.SSLError, lambda s, e: SubmitError(f"TLS with {s.peer} failed: {e.reason or e}")),
+    (TimeoutError, lambda s, e: SubmitError(f"timed out talking to {s.peer}")),
+    (ConnectionRefusedError,
+     lambda s, e: SubmitError(f"cannot connect to {s.peer}: connection refused")),
+    (OSError, lambda s, e: SubmitError(f"cannot talk to {s.peer}: {e.strerror or e}")),
+    # e.g. a host name the socket layer refuses
+    (ValueError, lambda s, e: SubmitError(f"cannot talk to {s.peer}: {e}")),
+)
+_FAILURE_TYPES = tuple(kind for kind, _ in _FAILURES)
+
+
+def _failure(server: ServerSettings, error: Exception) -> SubmitError:
+    """The one-line ``SubmitError`` for ``error`` (one of ``_FAILURE_TYPES``)."""
+    return next(make(server, error) for kind, make in _FAILURES if isinstance(error, kind))
 
 
 def _submit(
@@ -155,10 +167,11 @@ def _submit(
 ) -> SubmitResult:
     context = server.ssl_context()  # also used by STARTTLS when "none" finds it offered
     if server.security == "tls":
-        smtp: smtplib.SMTP = TracingSMTP_SSL(timeout=server.timeout, context=context)
+        smtp: TracingSMTP | TracingSMTP_SSL = TracingSMTP_SSL(timeout=server.timeout,
+                                                              context=context)
     else:
         smtp = TracingSMTP(timeout=server.timeout)
-    smtp.transcript = Transcript(STEP, server.peer)  # type: ignore[attr-defined]
+    smtp.transcript = Transcript(STEP, server.peer)
     smtp._host = server.host  # TLS server name; smtplib sets it only when __init__ connects
     try:
         code, text = smtp.connect(server.host, server.port)
@@ -182,7 +195,7 @@ def _submit(
                 raise SubmitError(f"the message has 8-bit data and {server.peer} lacks 8BITMIME")
             mail_options.append("BODY=8BITMIME")  # RFC 6152
         refused_raw = smtp.sendmail(sender, rcpts, data, mail_options)
-        last = smtp.last_data_reply  # type: ignore[attr-defined]
+        last = smtp.last_data_reply
         try:
             smtp.quit()
         except (smtplib.SMTPException, OSError):

@@ -288,7 +288,7 @@ def _sessions(records: Iterable[logging.LogRecord]) -> tuple[list[_Session], lis
             if session is not None:
                 session.server = fields.get("hostname", "")
                 session.pending.append((len(session.lines), fields["message_id"],
-                                        fields.get("txn_id")))
+                                        fields.get("queue_id")))
         elif "queue_id" in fields:
             attempts.append(record)
     for session in sessions:
@@ -630,7 +630,7 @@ class MailLab:
                 continue  # removed meanwhile (a POP3 client's DELE)
             message = _parse(raw)
             message.mailbox, message.envelope_sender = owner, entry.sender
-            message.queue_id, message.uid = entry.txn_id, entry.uid
+            message.queue_id, message.uid = entry.queue_id, entry.uid
             if wanted is None or _addressed_to(message, wanted):
                 found.append(message)
         return found
@@ -746,6 +746,8 @@ class MailLab:
         return self._call(self._report())
 
     async def _report(self) -> str:
+        from mta.store import format_row
+
         await self._settle(2.0)
         arrived, queued = [], []
         now = self.lab.clock.now()
@@ -760,12 +762,7 @@ class MailLab:
                     arrived.append(f"  {owner}  from {head.get('From', '<' + entry.sender + '>')}"
                                    f"  subject {str(head.get('Subject', ''))!r}")
             for row in await domain.store.queue_rows():
-                when = row.next_attempt - now
-                due = "due now" if when <= 0 else f"next attempt in {when:.3g}s"
-                last = row.last_reply or "no attempt yet"
-                queued.append(f"  at {domain.name}: {row.message_id} <{row.sender}> -> "
-                              f"<{row.recipient}>, {row.attempts} attempt(s), {due}, "
-                              f"last reply: {last}")
+                queued.append(f"  at {domain.name}: {format_row(row, now)}")
         lines = ["arrived (every mailbox of the lab):"]
         lines += arrived or ["  (nothing)"]
         lines.append("still queued:")

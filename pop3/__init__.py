@@ -2,9 +2,12 @@
 
 ``pop3.protocol`` is a sans-IO state machine (RFC 1939, 2449, 3206, 5034, 2595): bytes in, reply
 bytes and effects out; one ``cmd_VERB`` method per command and one ``ALLOWED`` table of which
-commands each state (AUTHORIZATION, TRANSACTION, UPDATE) takes. ``pop3.server`` is a thin asyncio
+commands each state (AUTHORIZATION, TRANSACTION, UPDATE) takes (``pop3.states``). Its parts,
+also without I/O: ``pop3.actions`` (what it asks the I/O layer to do), ``pop3.replies`` (reply
+bytes, dot-stuffing) and ``pop3.sasl`` (AUTH PLAIN). ``pop3.server`` is a thin asyncio
 stream server (``start_server(maildrop, host, port, POP3Options(...), ssl_context)``) that
-carries out those effects against an abstract maildrop (``pop3.maildrop.Maildrop``).
+carries out those effects against an abstract maildrop (``pop3.maildrop.Maildrop``), seen
+through ``pop3.readahead.ReadAhead`` so that a RETR reads the small messages after it too.
 ``pop3.memory.MemoryMaildrop`` is an in-memory maildrop for tests and demos.
 
 Invariants (RFC 1939): the maildrop is locked exclusively (a renewed lease in the store) while a

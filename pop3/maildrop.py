@@ -39,11 +39,11 @@ class Maildrop(Protocol):
     - ``list_entries`` returns the mailbox oldest first, without bodies.
     - ``fetch`` returns the raw message with CRLF line ends (ending in CRLF), exactly ``size``
       octets; raises KeyError if the entry is gone.
+    - ``fetch_many`` returns several of the owner's entries in one call, as ``fetch`` would,
+      keyed by id; ids that are gone (or not the owner's) are left out. The server reads the
+      messages that follow a RETR along with it (``pop3.readahead``), so one call should be one
+      trip to the store, not one per entry.
     - ``delete`` removes all the given entries in one transaction (all or nothing).
-
-    Optional: ``async fetch_many(owner, entry_ids) -> dict[int, bytes]`` loads several entries
-    in one call (the ones that exist); the server uses it, when present, to load the messages
-    that follow a RETR along with it.
     """
 
     async def authenticate(self, login: str, password: str) -> str | None: ...
@@ -59,5 +59,7 @@ class Maildrop(Protocol):
     async def list_entries(self, owner: str) -> Sequence[EntryLike]: ...
 
     async def fetch(self, owner: str, entry_id: int) -> bytes: ...
+
+    async def fetch_many(self, owner: str, entry_ids: Sequence[int]) -> dict[int, bytes]: ...
 
     async def delete(self, owner: str, entry_ids: Sequence[int]) -> None: ...

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from pop3.crlf import to_crlf  # the one CRLF rule, so sizes match the SQLite store
+
 
 @dataclass(frozen=True, slots=True)
 class MemoryEntry:
@@ -32,15 +34,6 @@ class _Mailbox:
     messages: dict[int, tuple[MemoryEntry, bytes]] = field(default_factory=dict)
     holder: str | None = None
     expires: float = 0.0
-
-
-def to_crlf(message: bytes | str) -> bytes:
-    """Normalise line ends to CRLF and make the message end with CRLF."""
-    raw = message.encode("utf-8") if isinstance(message, str) else message
-    raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
-    if raw and not raw.endswith(b"\r\n"):
-        raw += b"\r\n"
-    return raw
 
 
 class MemoryMaildrop:
@@ -63,7 +56,7 @@ class MemoryMaildrop:
         return owner
 
     def deliver(self, address: str, message: bytes | str) -> MemoryEntry:
-        raw = to_crlf(message)
+        raw = to_crlf(message.encode("utf-8") if isinstance(message, str) else message)
         entry_id = next(self._ids)
         entry = MemoryEntry(entry_id, f"{self._uid_prefix}.{entry_id}", len(raw))
         self._boxes[address.lower()].messages[entry_id] = (entry, raw)
@@ -137,6 +130,10 @@ class MemoryMaildrop:
     async def fetch(self, owner: str, entry_id: int) -> bytes:
         box = self._check("fetch", owner)
         return box.messages[entry_id][1]  # KeyError if gone
+
+    async def fetch_many(self, owner: str, entry_ids: Sequence[int]) -> dict[int, bytes]:
+        box = self._check("fetch_many", owner)
+        return {i: box.messages[i][1] for i in entry_ids if i in box.messages}
 
     async def delete(self, owner: str, entry_ids: Sequence[int]) -> None:
         box = self._check("delete", owner)

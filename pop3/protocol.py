@@ -1,209 +1,69 @@
 """The POP3 protocol core, without I/O (RFC 1939, 2449 CAPA, 3206 codes, 5034 SASL, 2595 STLS).
 
 A ``POP3Protocol`` is one session. Its I/O layer feeds it command lines with ``receive_line`` and
-gets back a list of actions to carry out in order:
-
-- ``Send``: bytes to write (``data`` then ``body``), with the text to trace for them;
-- ``AuthFailed`` / ``LoggedIn``: hints for the failed-login delay and the log;
-- ``Unlock``: release the maildrop lock; ``StartTLS``: discard anything buffered and start TLS,
-  then call ``tls_started``; ``Close``: close the connection;
-- a *request* (``Authenticate``, ``GetApopSecret``, ``Lock``, ``ListEntries``, ``Fetch``,
-  ``Delete``), always the last action of a list: the I/O layer asks the maildrop and hands the
-  answer back with ``complete(request, result)``, or ``fail(request)`` if the maildrop raised.
-  Until then the session takes no other line.
+gets back a list of actions to carry out in order (``pop3.actions`` says what each means); a
+request among them is answered with ``complete(request, result)`` or ``fail(request)``. The
+session has one ``cmd_VERB`` method per command, found by name once the ``pop3.states.ALLOWED``
+table lets the command run in the current state; replies are built by ``pop3.replies`` and AUTH
+PLAIN is read by ``pop3.sasl``. This module re-exports what an I/O layer or a test needs from
+those modules, so ``from pop3 import protocol as p`` is the whole vocabulary.
 
 This module imports neither asyncio nor sqlite; ``hashlib`` is here only for APOP's MD5.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass
 from typing import Any
 
+from pop3 import sasl
+from pop3.actions import (
+    Action,
+    Authenticate,
+    AuthFailed,
+    Close,
+    Delete,
+    Fetch,
+    GetApopSecret,
+    ListEntries,
+    Lock,
+    LoggedIn,
+    ProtocolUsageError,
+    Request,
+    Send,
+    StartTLS,
+    Unlock,
+)
+from pop3.replies import (
+    AUTH_FAILED,
+    BAD_ENCODING,
+    CONTINUE,
+    IN_USE,
+    NO_SUCH_MESSAGE,
+    PLAINTEXT_DISABLED,
+    SYNTAX,
+    SYS_TEMP,
+    UNKNOWN_COMMAND,
+    WRONG_STATE,
+    dot_stuff,
+    line,
+    multiline,
+    top_of,
+)
+from pop3.states import ALLOWED, AUTHORIZATION, TRANSACTION, UPDATE, State
+
+__all__ = [
+    "ALLOWED", "AUTHORIZATION", "TRANSACTION", "UPDATE", "State",
+    "Action", "Request", "Send", "AuthFailed", "LoggedIn", "Unlock", "StartTLS", "Close",
+    "Authenticate", "GetApopSecret", "Lock", "ListEntries", "Fetch", "Delete",
+    "ProtocolUsageError", "POP3Protocol", "line", "multiline", "dot_stuff", "top_of",
+]
+
 IMPLEMENTATION = "labmail"
-
-
-class State(Enum):
-    """RFC 1939 3: the session states, named verbatim."""
-
-    AUTHORIZATION = "AUTHORIZATION"
-    TRANSACTION = "TRANSACTION"
-    UPDATE = "UPDATE"
-
-
-AUTHORIZATION = State.AUTHORIZATION
-TRANSACTION = State.TRANSACTION
-UPDATE = State.UPDATE
-
-# Which commands each state allows (RFC 1939 4-6, RFC 2449 5, RFC 5034 4, RFC 2595 4).
-ALLOWED: dict[str, frozenset[State]] = {
-    "USER": frozenset({AUTHORIZATION}),
-    "PASS": frozenset({AUTHORIZATION}),
-    "APOP": frozenset({AUTHORIZATION}),
-    "AUTH": frozenset({AUTHORIZATION}),
-    "STLS": frozenset({AUTHORIZATION}),
-    "CAPA": frozenset({AUTHORIZATION, TRANSACTION}),
-    "QUIT": frozenset({AUTHORIZATION, TRANSACTION}),
-    "STAT": frozenset({TRANSACTION}),
-    "LIST": frozenset({TRANSACTION}),
-    "RETR": frozenset({TRANSACTION}),
-    "DELE": frozenset({TRANSACTION}),
-    "NOOP": frozenset({TRANSACTION}),
-    "RSET": frozenset({TRANSACTION}),
-    "TOP": frozenset({TRANSACTION}),
-    "UIDL": frozenset({TRANSACTION}),
-}
-
-# Replies used in more than one place (RFC 2449 8 / RFC 3206 response codes in brackets).
-UNKNOWN_COMMAND = "-ERR unknown command"
-WRONG_STATE = "-ERR command not valid in this state"
-SYNTAX = "-ERR syntax error"
-BAD_ENCODING = "-ERR command is not valid UTF-8"
-PLAINTEXT_DISABLED = "-ERR plaintext authentication disabled, use STLS first"
-AUTH_FAILED = "-ERR [AUTH] invalid login or password"
-IN_USE = "-ERR [IN-USE] maildrop is locked by another session"
-SYS_TEMP = "-ERR [SYS/TEMP] internal error"
-NO_SUCH_MESSAGE = "-ERR no such message"
-CONTINUE = "+ "
-MASK = "****"
-
-
-# ---- actions ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Write ``data`` then ``body`` (``body`` is a dot-stuffed, terminated message or empty)."""
-
-    data: bytes
-    trace: tuple[str, ...]
-    body: bytes = b""
-
-
-@dataclass(frozen=True, slots=True)
-class AuthFailed:
-    login: str
-
-
-@dataclass(frozen=True, slots=True)
-class LoggedIn:
-    owner: str
-
-
-@dataclass(frozen=True, slots=True)
-class Unlock:
-    owner: str
-
-
-@dataclass(frozen=True, slots=True)
-class StartTLS:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Authenticate:
-    """Result: the canonical owner, or None."""
-
-    login: str
-    password: str = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class GetApopSecret:
-    """Result: ``(owner, secret)`` or None."""
-
-    login: str
-
-
-@dataclass(frozen=True, slots=True)
-class Lock:
-    """Result: True if the lock is now held by this session."""
-
-    owner: str
-
-
-@dataclass(frozen=True, slots=True)
-class ListEntries:
-    """Result: a sequence of EntryLike, oldest first."""
-
-    owner: str
-
-
-@dataclass(frozen=True, slots=True)
-class Fetch:
-    """Result: the raw message (CRLF), or None if it is gone."""
-
-    owner: str
-    entry_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class Delete:
-    """Result: None once the entries are removed (one transaction)."""
-
-    owner: str
-    entry_ids: tuple[int, ...]
-
-
-Request = Authenticate | GetApopSecret | Lock | ListEntries | Fetch | Delete
-Action = Send | AuthFailed | LoggedIn | Unlock | StartTLS | Close | Request
-
-
-class ProtocolUsageError(RuntimeError):
-    """The I/O layer broke the contract (a line while a request is outstanding, ...)."""
-
-
-# ---- helpers ---------------------------------------------------------------------------------
-
-
-def line(text: str) -> Send:
-    """A one-line reply."""
-    return Send(text.encode("utf-8") + b"\r\n", (text,))
-
-
-def multiline(status: str, lines: Sequence[str]) -> Send:
-    """A multi-line reply (RFC 1939 3): status, lines, then ``.``; lines never start with '.'."""
-    all_lines = [status, *lines, "."]
-    return Send("".join(f"{x}\r\n" for x in all_lines).encode("utf-8"), tuple(all_lines))
-
-
-def dot_stuff(raw: bytes) -> bytes:
-    """Byte-stuff a CRLF message and terminate it (RFC 1939 3): ready to follow a +OK line."""
-    if raw and not raw.endswith(b"\r\n"):
-        raw += b"\r\n"
-    stuffed = raw.replace(b"\r\n.", b"\r\n..")
-    if stuffed.startswith(b"."):
-        stuffed = b"." + stuffed
-    return stuffed + b".\r\n"
-
-
-def top_of(raw: bytes, body_lines: int) -> bytes:
-    """The header, the blank line and the first ``body_lines`` lines of the body (RFC 1939 7)."""
-    if raw.startswith(b"\r\n"):
-        split = 2
-    else:
-        end = raw.find(b"\r\n\r\n")
-        if end < 0:
-            return raw
-        split = end + 4
-    pos = split
-    for _ in range(body_lines):
-        nl = raw.find(b"\r\n", pos)
-        if nl < 0:
-            return raw
-        pos = nl + 2
-    return raw[:pos]
+MASK = "****"  # what the trace shows instead of a secret
 
 
 def _message_number(arg: str) -> int | None:
@@ -383,31 +243,26 @@ class POP3Protocol:
         args = rest.split()
         if not args or len(args) > 2:
             return [line(SYNTAX)]
-        if args[0].upper() != "PLAIN":
+        if args[0].upper() != sasl.MECHANISM:
             return [line("-ERR unsupported SASL mechanism")]
         if not self.plaintext_auth_allowed:
             return [line(PLAINTEXT_DISABLED)]
         if len(args) == 2:  # RFC 5034 4: initial response; "=" is an empty one
-            return self._sasl_plain("" if args[1] == "=" else args[1])
-        self._sasl = "PLAIN"
+            return self._sasl_plain("" if args[1] == sasl.EMPTY_RESPONSE else args[1])
+        self._sasl = sasl.MECHANISM
         return [line(CONTINUE)]
 
     def _sasl_response(self, text: str) -> list[Action]:
-        if text == "*":  # RFC 5034 4: the client cancels
+        if text == sasl.CANCEL:  # RFC 5034 4: the client cancels
             return [line("-ERR authentication cancelled")]
         return self._sasl_plain(text)
 
-    def _sasl_plain(self, b64: str) -> list[Action]:
+    def _sasl_plain(self, response: str) -> list[Action]:
         try:
-            decoded = base64.b64decode(b64.encode("ascii"), validate=True)
-        except (UnicodeEncodeError, binascii.Error):
+            authcid, password = sasl.decode_plain(response)
+        except sasl.NotBase64:
             return [line("-ERR invalid base64")]
-        parts = decoded.split(b"\0")
-        try:
-            authzid, authcid, password = (p.decode("utf-8") for p in parts)
-        except (ValueError, UnicodeDecodeError):  # not 3 parts, or not UTF-8
-            authzid = authcid = password = ""
-        if not authcid or (authzid and authzid.lower() != authcid.lower()):
+        if password is None:
             return [AuthFailed(authcid), line(AUTH_FAILED)]  # RFC 4616 2
         return self._authenticate(authcid, password)
 
@@ -458,7 +313,7 @@ class POP3Protocol:
         caps = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
         if self.state is AUTHORIZATION:
             if self.plaintext_auth_allowed:
-                caps += ["USER", "SASL PLAIN"]
+                caps += ["USER", f"SASL {sasl.MECHANISM}"]
             if self.tls_available and not self.tls_active:
                 caps.append("STLS")
         caps.append(f"IMPLEMENTATION {IMPLEMENTATION}")

@@ -22,6 +22,7 @@ from typing import Any
 
 from pop3 import protocol as p
 from pop3.maildrop import Maildrop
+from pop3.readahead import ReadAhead
 
 log = logging.getLogger("labmail.pop3")
 trace_log = logging.getLogger("labmail.trace")
@@ -31,10 +32,6 @@ LINE_TOO_LONG = b"-ERR line too long\r\n"
 INTERNAL_ERROR = b"-ERR [SYS/TEMP] internal error\r\n"
 SHUTTING_DOWN = b"-ERR [SYS/TEMP] server shutting down, try again later\r\n"
 MAX_TRACKED_ADDRESSES = 10_000
-# RETR loads the messages that follow too, in one maildrop call (clients fetch in order): at
-# most this many, of at most this many octets together.
-BATCH_MESSAGES = 64
-BATCH_OCTETS = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -52,6 +49,24 @@ class POP3Options:
 def failed_auth_delay(base: float, failures: int) -> float:
     """Delay before answering the ``failures``-th failed login in a row from one address."""
     return base * 2 ** min(max(failures - 1, 0), 6)
+
+
+def discard_buffered(reader: asyncio.StreamReader) -> int:
+    """Drop what ``reader`` has received but nobody has read yet; return how many octets.
+
+    asyncio has no public way to do this: every StreamReader method that reads waits for data
+    when its buffer is short, and none tells how much is buffered (python/cpython#118642 asked
+    for one; none was added), so this clears the private ``_buffer``, a bytearray in every
+    CPython since 3.11 (``requires-python``). It is read directly, not with a getattr default:
+    were it renamed, STLS ends in an internal error instead of silently running pipelined
+    commands under TLS, and a test in ``tests/pop3/test_pop3_server.py`` names what went away.
+    With python/cpython#142352, ``StreamWriter.start_tls`` hands whatever is still buffered to
+    TLS as handshake data: one more reason to clear it first.
+    """
+    buffered: bytearray = reader._buffer
+    count = len(buffered)
+    buffered.clear()
+    return count
 
 
 async def start_server(
@@ -156,7 +171,7 @@ class Session:
     ) -> None:
         self.server = server
         self.options = server.options
-        self.maildrop = server.maildrop
+        self.maildrop = ReadAhead(server.maildrop)  # RETR reads the next messages along
         self.reader = reader
         self.writer = writer
         peer = writer.get_extra_info("peername") or ("?", 0)
@@ -166,10 +181,6 @@ class Session:
         self.locked: str | None = None
         self.lock_lost = False
         self.renewer: asyncio.Task[None] | None = None
-        # The maildrop listing (id, size) in order, and messages loaded ahead of their RETR.
-        self.listing: list[tuple[int, int]] = []
-        self.position: dict[int, int] = {}
-        self.loaded: dict[int, bytes] = {}
         timestamp = None
         if self.options.apop:  # RFC 1939 7: unique per greeting
             timestamp = f"<{os.getpid()}.{secrets.token_hex(8)}@{self.options.hostname}>"
@@ -287,14 +298,10 @@ class Session:
                     self.renewer = asyncio.create_task(self.renew_lock(owner))
                 return ok
             case p.ListEntries(owner=owner):
-                entries = list(await md.list_entries(owner))
-                self.listing = [(int(e.id), int(e.size)) for e in entries]
-                self.position = {entry_id: i for i, (entry_id, _) in enumerate(self.listing)}
-                self.loaded = {}
-                return entries
+                return await md.list_entries(owner)
             case p.Fetch(owner=owner, entry_id=entry_id):
                 try:
-                    return await self.fetch(owner, entry_id)
+                    return await md.fetch(owner, entry_id)
                 except KeyError:
                     return None
             case p.Delete(owner=owner, entry_ids=ids):
@@ -303,34 +310,6 @@ class Session:
                 await md.delete(owner, ids)
                 return None
         raise TypeError(f"unknown request {request!r}")
-
-    async def fetch(self, owner: str, entry_id: int) -> bytes:
-        """One message; with a maildrop that has ``fetch_many``, the small messages that follow
-        come along in the same call (each call is a trip to the database's thread)."""
-        if entry_id in self.loaded:
-            return self.loaded.pop(entry_id)
-        fetch_many = getattr(self.maildrop, "fetch_many", None)
-        batch = self.batch_from(entry_id)
-        if fetch_many is None or len(batch) < 2:
-            return await self.maildrop.fetch(owner, entry_id)
-        found = await fetch_many(owner, batch)
-        if entry_id not in found:
-            raise KeyError(entry_id)
-        raw = found.pop(entry_id)
-        self.loaded = found
-        return raw
-
-    def batch_from(self, entry_id: int) -> list[int]:
-        start = self.position.get(entry_id)
-        if start is None:
-            return [entry_id]
-        batch, octets = [], 0
-        for other, size in self.listing[start:start + BATCH_MESSAGES]:
-            octets += size
-            if batch and octets > BATCH_OCTETS:
-                break
-            batch.append(other)
-        return batch
 
     async def renew_lock(self, owner: str) -> None:
         lease = self.options.lock_lease
@@ -348,7 +327,7 @@ class Session:
                 return
 
     async def release_lock(self) -> None:
-        self.loaded = {}
+        self.maildrop.forget()
         if self.renewer is not None:
             self.renewer.cancel()
             self.renewer = None
@@ -363,12 +342,12 @@ class Session:
         assert self.server.ssl_context is not None
         await self.writer.drain()
         # RFC 2595 4: whatever the client pipelined after STLS is discarded, never run under
-        # TLS. StreamReader has no public way to drop its buffer; nothing awaits between this
-        # and start_tls() pausing the transport, so nothing can slip in.
-        buffered = getattr(self.reader, "_buffer", None)
-        if buffered:
-            log.info("%s discarded %d octets pipelined after STLS", self.peer, len(buffered))
-            buffered.clear()
+        # TLS. asyncio has no public way to do it (discard_buffered says why and what it leans
+        # on). Nothing can arrive in between: start_tls() pauses reading before it first yields
+        # to the loop (its own drain() returns at once, the writer was just drained).
+        discarded = discard_buffered(self.reader)
+        if discarded:
+            log.info("%s discarded %d octets pipelined after STLS", self.peer, discarded)
         await self.writer.start_tls(self.server.ssl_context)
         self.core.tls_started()
 

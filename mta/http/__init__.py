@@ -33,7 +33,7 @@ SHUTDOWN_GRACE = 2.0
 
 
 class HttpListener:
-    """A running HTTP listener; closes like an ``asyncio.Server`` (``close``, ``wait_closed``)."""
+    """A running HTTP listener (``mta.server.Listener``: ``port``, ``close``)."""
 
     def __init__(self, runner: web.AppRunner, sock: socket.socket, context: Context) -> None:
         self._runner = runner
@@ -41,17 +41,13 @@ class HttpListener:
         self.context = context
 
     @property
-    def sockets(self) -> list[socket.socket]:
-        return [self._sock]
-
-    @property
     def port(self) -> int:
         return self._sock.getsockname()[1]
 
-    def close(self) -> None:
+    async def close(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Stop accepting; event streams and waits end at once. Other requests get
+        ``SHUTDOWN_GRACE`` seconds, whatever ``grace`` says (aiohttp's runner fixes it)."""
         self.context.close_all()
-
-    async def wait_closed(self) -> None:
         await self._runner.cleanup()
 
 

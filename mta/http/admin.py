@@ -29,7 +29,7 @@ DEFAULT_TEXT = {"4": "4.3.0 temporary failure (lab fault)", "5": "5.0.0 refused 
 
 def _queue_row(row: QueueRow) -> dict[str, Any]:
     data = dataclasses.asdict(row)
-    data["queue_id"] = data.pop("message_id")
+    data["state"] = str(row.state)
     data["next_attempt_at"] = messages.iso(row.next_attempt)
     data["created_at"] = messages.iso(row.created)
     return data

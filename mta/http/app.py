@@ -15,6 +15,7 @@ from aiohttp import hdrs, web
 from mta.http import admin, auth, mailboxes, openapi, pages, sse, wait
 from mta.http.context import CONTEXT, Context
 from mta.http.errors import Handler, json_errors
+from mta.store import QueueState
 
 MAX_BODY = 64 * 1024
 API = "/api/v1"
@@ -46,7 +47,7 @@ def routes() -> list[web.RouteDef]:
 async def healthz(request: web.Request) -> web.Response:
     """Alive and able to read the store (``mta check`` and container health checks)."""
     context = request.app[CONTEXT]
-    await context.store.count_queue("queued")
+    await context.store.count_queue(QueueState.QUEUED)
     return web.json_response({"status": "ok", "hostname": context.server.config.hostname})
 
 

@@ -112,7 +112,7 @@ async def delete_message(request: web.Request) -> web.Response:
         row = messages.summary(entry, raw[:messages.HEAD_BYTES])
         config = context.server.config
         context.bus.publish(events.MessageDeleted(
-            server=config.hostname, domain=config.domains[0], step=5, queue_id=entry.txn_id,
+            server=config.hostname, domain=config.domains[0], step=5, queue_id=entry.queue_id,
             message_id=row["message_id"] or None, mailbox_id=entry.id, uidl=entry.uid,
             owner=entry.owner, by="http"))
     return web.json_response({"deleted": deleted})

@@ -24,6 +24,9 @@ HEAD_BYTES = 64 * 1024
 # Text and HTML bodies longer than this are cut in the JSON (the raw message has them whole).
 MAX_BODY_CHARS = 1024 * 1024
 SUMMARY_HEADERS = ("From", "To", "Cc", "Subject", "Date", "Message-ID")
+# A listing's header fields are cut here (RFC 5322 2.1.1's line limit), so a page of 500 rows
+# stays small whatever the headers hold; the message itself shows them whole.
+MAX_FIELD = 998
 
 _COMPAT = BytesParser(policy=policy.compat32)
 _MODERN = BytesParser(policy=policy.default)
@@ -51,12 +54,12 @@ def summary(entry: Entry, head: bytes) -> dict[str, Any]:
     """A listing row: ids, envelope, header fields, size, time stored, attachment count."""
     end = head.find(b"\r\n\r\n")
     message = _COMPAT.parsebytes(head[: end + 2] if end >= 0 else head, headersonly=True)
-    fields = {name: decoded(message.get(name)) for name in SUMMARY_HEADERS}
+    fields = {name: decoded(message.get(name))[:MAX_FIELD] for name in SUMMARY_HEADERS}
     return {
         "id": entry.id,
         "mailbox": entry.owner,
         "uidl": entry.uid,
-        "queue_id": entry.txn_id,
+        "queue_id": entry.queue_id,
         "envelope": {"sender": entry.sender, "recipients": [entry.owner]},
         "from": fields["From"],
         "to": fields["To"],

@@ -30,6 +30,7 @@ from mta.events import Event, matches
 from mta.http import actions, mime
 from mta.http.context import CONTEXT
 from mta.http.errors import ApiError, Handler
+from mua.texts import TEXT
 
 STATIC = Path(__file__).with_name("static")
 PAGES = {"/flow": "flow.html", "/mail": "mail.html", "/server": "server.html"}
@@ -101,9 +102,8 @@ async def _page_headers(request: web.Request, response: web.StreamResponse) -> N
 
 
 def texts_for(lang: str) -> dict[str, str]:
-    """The demo's headings and explanations in ``lang`` (400 for a language it lacks)."""
-    from mua.demo import TEXT
-
+    """The step headings and explanations in ``lang`` (``mua.texts``: the terminal demo prints
+    the same); 400 for a language it lacks."""
     if lang not in TEXT:
         raise ApiError(400, f"lang: one of {', '.join(sorted(TEXT))}")
     return TEXT[lang]

@@ -84,7 +84,7 @@ def one_run(
 
 def run(s: Any, say: Any, mx: dict[str, Any] | None = None) -> dict[str, Any]:
     try:
-        import mta.submission  # noqa: F401
+        import mta.smtp.submission  # noqa: F401
     except ImportError:
         say("  e2e: skipped (no submission listener)")
         return {"skipped": "labmail has no submission listener"}

@@ -90,3 +90,14 @@ async def test_unknown_message_is_404(api: Api, bob: Server, suffix: str) -> Non
     for entry_id in (other, 999999):
         status, data = await api.get(f"/api/v1/mailboxes/{BOB}/messages/{entry_id}{suffix}")
         assert status == 404 and data["error"] == "not_found"
+
+
+async def test_listing_rows_stay_small_whatever_the_headers_hold(api: Api, bob: Server) -> None:
+    long_subject = "word " * 2000  # folded by the email package, 10,000 characters
+    await send_mx(bob.ports["mx"], mail(long_subject.strip()))
+    _, data = await api.get(f"/api/v1/mailboxes/{BOB}/messages")
+    (row,) = data["messages"]
+    assert len(row["subject"]) == 998 and row["subject"].startswith("word word")
+    status, whole = await api.get(f"/api/v1/mailboxes/{BOB}/messages/{row['id']}")
+    assert status == 200 and whole["subject"] == row["subject"]
+    assert any(len(h["value"]) > 9000 for h in whole["headers"] if h["name"] == "Subject")

@@ -44,7 +44,7 @@ async def test_fifty_concurrent_senders_all_stored_once_with_group_commit(mx: Se
     ids = await asyncio.to_thread(run_all)
     assert len(ids) == len(set(ids)) == 1000
     entries = await mx.store.list_entries("bob@bob.lab")
-    assert sorted(e.txn_id for e in entries) == sorted(ids)  # each exactly once
+    assert sorted(e.queue_id for e in entries) == sorted(ids)  # each exactly once
     subjects = set()
     for entry in entries[:: 50]:
         raw = await mx.store.fetch("bob@bob.lab", entry.id)
@@ -100,7 +100,7 @@ def test_sigkill_loses_no_acknowledged_message(tmp_path: Path) -> None:
     async def stored() -> set[str]:
         store = await Store.open(tmp_path / "bob.db")  # recovers the WAL like a restart
         try:
-            return {e.txn_id for e in await store.list_entries("bob@bob.lab")}
+            return {e.queue_id for e in await store.list_entries("bob@bob.lab")}
         finally:
             await store.close()
 

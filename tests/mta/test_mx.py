@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import smtplib
 import socket
@@ -11,7 +12,9 @@ import ssl
 import pytest
 import trustme
 
+from mta import replies
 from mta.server import Server
+from mta.smtp.data import DataBuffer, DataState
 from mta.store import Store
 
 MSG = (b"From: Alice <alice@alice.lab>\r\nTo: Bob <bob@bob.lab>\r\nSubject: hello\r\n"
@@ -75,7 +78,7 @@ async def test_delivers_and_stores_exact_bytes(mx: Server) -> None:
     assert strip_trace(raw) == MSG
     assert entries[0].size == len(raw)
     assert raw.startswith(b"Return-Path: <alice@alice.lab>\r\nReceived: from ")
-    assert b"by mx.bob.lab (labmail) with ESMTP id " + entries[0].txn_id.encode() in raw
+    assert b"by mx.bob.lab (labmail) with ESMTP id " + entries[0].queue_id.encode() in raw
     assert b"for <bob@bob.lab>;" in raw
 
 
@@ -91,7 +94,7 @@ async def test_two_local_users_get_two_entries_with_distinct_uidls(mx: Server) -
     (bob,) = await mx.store.list_entries("bob@bob.lab")
     (carol,) = await mx.store.list_entries("carol@bob.lab")
     assert bob.uid != carol.uid
-    assert bob.txn_id == carol.txn_id
+    assert bob.queue_id == carol.queue_id
     assert await mx.store.fetch("bob@bob.lab", bob.id) == await mx.store.fetch(
         "carol@bob.lab", carol.id)
 
@@ -312,7 +315,7 @@ async def test_reply_names_the_committed_transaction(mx: Server) -> None:
     other = await Store.open(mx.config.database)
     try:
         (entry,) = await other.list_entries("bob@bob.lab")
-        assert entry.txn_id == txn
+        assert entry.queue_id == txn
     finally:
         await other.close()
 
@@ -559,3 +562,47 @@ async def test_large_message_is_stored_exactly(server_factory) -> None:
         raw = await server.store.fetch(owner, entry.id)
         assert strip_trace(raw) == data
         assert entry.size == len(raw)
+
+
+def data_lines(buffer: DataBuffer, *lines: bytes) -> DataBuffer:
+    for line in lines:
+        buffer.line(line)
+    return buffer
+
+
+def test_data_buffer_reads_to_the_end_and_unstuffs() -> None:
+    buffer = data_lines(DataBuffer(0, 1000), b"a\r\n", b"..b\r\n", b".\r\n")
+    assert buffer.state is DataState.DONE and buffer.refusal is None
+    assert buffer.take() == b"a\r\n.b\r\n"
+
+
+def test_data_buffer_refuses_too_much_and_keeps_nothing() -> None:
+    buffer = data_lines(DataBuffer(5, 1000), b"abc\r\n", b"def\r\n")
+    assert buffer.state is DataState.TOO_MUCH and not buffer.data
+    data_lines(buffer, b"x" * 2000 + b"\r\n", b".\r\n")  # the first reason is the one given
+    assert buffer.state is DataState.DONE and buffer.refusal == replies.DATA_TOO_MUCH
+
+
+def test_data_buffer_never_ends_inside_an_over_long_line() -> None:
+    buffer = DataBuffer(0, 1000)
+    buffer.overrun(70_000)  # the stream limit cut the line: what follows is its tail
+    data_lines(buffer, b".\r\n")
+    assert buffer.state is DataState.LINE_TOO_LONG
+    data_lines(buffer, b".\r\n")
+    assert buffer.state is DataState.DONE and buffer.refusal == replies.DATA_LINE_TOO_LONG
+
+
+async def test_help_is_the_same_with_the_trace_on(server_factory, trace_lines) -> None:
+    def run(server: Server) -> tuple[str, str]:
+        c = Raw(server)
+        try:
+            c.cmd("EHLO client.example")
+            return c.cmd("HELP"), c.cmd("HELP RCPT")
+        finally:
+            c.close()
+
+    traced = await asyncio.to_thread(run, await server_factory())
+    assert any(r.line == "HELP RCPT" for r in trace_lines)  # the traced methods answered
+    logging.getLogger("labmail.trace").setLevel(logging.WARNING)
+    plain = await asyncio.to_thread(run, await server_factory())
+    assert traced == plain and plain[1].startswith("250 2.0.0 Syntax: RCPT TO:")

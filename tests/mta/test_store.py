@@ -9,8 +9,17 @@ from pathlib import Path
 
 import pytest
 
-import mta.store
-from mta.store import Store, StoreError, migrate, schema_files
+import mta.store.accounts
+from mta.store import (
+    Outcome,
+    QueueState,
+    Store,
+    StoreError,
+    format_row,
+    format_rows,
+    migrate,
+    schema_files,
+)
 
 
 @pytest.fixture
@@ -54,14 +63,14 @@ async def test_passwords_are_salted_scrypt(store: Store, tmp_path: Path) -> None
 
 async def test_hashing_runs_off_the_event_loop_thread(store: Store, monkeypatch) -> None:
     on_main_thread: list[bool] = []
-    real = mta.store.hash_password
+    real = mta.store.accounts.hash_password
 
     def spy(*args, **kwargs):
         on_main_thread.append(threading.current_thread() is threading.main_thread())
         return real(*args, **kwargs)
 
     assert threading.current_thread() is threading.main_thread()  # the loop's thread
-    monkeypatch.setattr(mta.store, "hash_password", spy)
+    monkeypatch.setattr(mta.store.accounts, "hash_password", spy)
     await store.set_account("bob@bob.lab", "pw")
     await store.check_password("bob@bob.lab", "pw")
     # scrypt ran once for each call, and never on the thread that runs the event loop
@@ -163,3 +172,41 @@ async def test_fetch_many_reads_one_mailbox(store: Store) -> None:
     assert sorted(found) == [e.id for e in entries]  # not carol's, not a missing one
     for e in entries:
         assert found[e.id] == await store.fetch("bob@bob.lab", e.id)
+
+
+async def test_queue_states_are_the_values_stored(store: Store, tmp_path: Path) -> None:
+    def stored() -> dict[str, str]:
+        conn = sqlite3.connect(tmp_path / "mail.db")
+        try:
+            return dict(conn.execute("SELECT recipient, state FROM queue_recipients"))
+        finally:
+            conn.close()
+
+    assert [s.value for s in QueueState] == ["queued", "delivered", "failed"]
+    queue_id = await store.enqueue("a@alice.lab", b"x\r\n", ["bob@bob.lab", "carol@bob.lab"],
+                                   now=1000.0)
+    assert stored() == {"bob@bob.lab": QueueState.QUEUED, "carol@bob.lab": QueueState.QUEUED}
+    bob, carol = await store.due(1000.0)
+    assert bob.state is QueueState.QUEUED and bob.queue_id == queue_id
+    assert await store.count_queue(QueueState.QUEUED) == 2
+    await store.record_attempts([
+        Outcome(bob.id, queue_id, QueueState.DELIVERED, 1, 1001.0, "250 2.0.0 OK"),
+        Outcome(carol.id, queue_id, QueueState.FAILED, 1, 1001.0, "550 5.1.1 no such user"),
+    ], now=1001.0)
+    assert stored() == {"bob@bob.lab": "delivered", "carol@bob.lab": "failed"}
+    rows = await store.queue_rows(include_final=True)
+    assert [r.state for r in rows] == [QueueState.DELIVERED, QueueState.FAILED]
+    assert all(type(r.state) is QueueState for r in rows)
+    assert await store.count_queue(QueueState.QUEUED) == 0
+    assert await store.queued_message(queue_id) is None  # every row final: body dropped
+
+
+async def test_a_queue_row_reads_the_same_everywhere(store: Store) -> None:
+    queue_id = await store.enqueue("a@alice.lab", b"x\r\n", ["bob@bob.lab"], now=1000.0)
+    (row,) = await store.queue_rows()
+    header, line = format_rows([row], now=940.0)
+    assert header.split()[:5] == ["#", "queue", "id", "state", "tries"]
+    assert line == format_row(row, 940.0)
+    assert f"{row.id:>5}  {queue_id}  queued" in line and "(in 60s)" in line
+    assert line.endswith("<a@alice.lab> -> <bob@bob.lab>")
+    assert "(due)" in format_row(row, 1000.0)

@@ -159,3 +159,13 @@ def test_trace_masks_auth_login_continuations(start_smtp, tmp_path, ca_file, cap
     for secret in ("wrong-secret", base64.b64encode(b"wrong-secret").decode()):
         assert secret not in err
     assert "****" in err
+
+
+def test_every_failure_in_the_table_is_reachable() -> None:
+    """First match wins in submit's error table: no line may hide a later one."""
+    from mua.submit import _FAILURES
+
+    kinds = [kind for kind, _ in _FAILURES]
+    for i, later in enumerate(kinds):
+        hidden_by = [k.__name__ for k in kinds[:i] if issubclass(later, k)]
+        assert not hidden_by, f"{later.__name__} is hidden by {hidden_by}"

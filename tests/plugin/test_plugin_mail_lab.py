@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import poplib
+import re
 import smtplib
 from email.message import EmailMessage
 from pathlib import Path
@@ -130,7 +131,7 @@ def test_scripted_451_451_then_250_on_the_third_attempt(mail_lab: MailLab) -> No
     assert mail_lab.advance() == 1  # the first attempt is due at once: 451
     [row] = mail_lab.queue()
     assert (row.attempts, row.last_reply) == (1, TRY_LATER)
-    assert row.message_id == sent.queue_id
+    assert row.queue_id == sent.queue_id
 
     assert mail_lab.advance(0.5) == 0  # the first retry comes 1 s after the first attempt
     assert mail_lab.advance(0.5) == 1  # second attempt: 451 again; next in 2 s
@@ -171,7 +172,7 @@ def test_fake_clock_moves_only_when_told(mail_lab: MailLab) -> None:
 
     with pytest.raises(MailWaitTimeout) as info:
         mail_lab.wait_for("bob@bob.lab", timeout=0.2)
-    assert "no attempt yet" in str(info.value)
+    assert re.search(r"at alice\.lab: .* queued +0 +.*\(due\)", str(info.value))  # no attempt yet
     assert "(fake clock: the queue moves only in mail_lab.advance())" in str(info.value)
     assert mail_lab.clock.now() == start
 

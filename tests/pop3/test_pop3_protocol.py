@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import subprocess
+import sys
 from dataclasses import dataclass, field
 
 import pytest
 
 from pop3 import protocol as p
+from pop3 import sasl
 from pop3.protocol import (
     ALLOWED,
     AUTHORIZATION,
@@ -477,3 +480,34 @@ def test_dot_stuff(raw: bytes, stuffed: bytes) -> None:
 )
 def test_top_of(raw: bytes, n: int, top: bytes) -> None:
     assert top_of(raw, n) == top
+
+
+def test_the_core_does_no_io() -> None:
+    """pop3.protocol and the modules it is made of load neither asyncio nor sqlite."""
+    code = ("import sys, pop3.protocol; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "{'asyncio', 'sqlite3', '_sqlite3', 'aiosqlite', 'socket', 'ssl'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=60)
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        (b"\0bob@bob.lab\0pw x", ("bob@bob.lab", "pw x")),
+        (b"Bob@bob.lab\0bob@BOB.lab\0pw", ("bob@BOB.lab", "pw")),  # authzid = authcid
+        (b"carol@bob.lab\0bob@bob.lab\0pw", ("bob@bob.lab", None)),  # someone else: refused
+        (b"\0\0pw", ("", None)),
+        (b"bob@bob.lab\0pw", ("", None)),  # two parts
+        (b"\0bob\xff\0pw", ("", None)),  # not UTF-8
+    ],
+)
+def test_sasl_plain_responses(response: bytes, expected: tuple[str, str | None]) -> None:
+    assert sasl.decode_plain(base64.b64encode(response).decode()) == expected
+
+
+@pytest.mark.parametrize("response", ["not base64!", "YWJj\u00e9", "YWJjZA"])
+def test_sasl_plain_refuses_what_is_not_base64(response: str) -> None:
+    with pytest.raises(sasl.NotBase64):
+        sasl.decode_plain(response)

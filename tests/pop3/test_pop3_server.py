@@ -14,7 +14,7 @@ import pytest
 
 from pop3.memory import MemoryMaildrop
 from pop3.protocol import POP3Protocol
-from pop3.server import failed_auth_delay
+from pop3.server import discard_buffered, failed_auth_delay
 
 BOB = "bob@bob.lab"
 BOB_PASSWORD = "bob secret"
@@ -233,15 +233,32 @@ async def test_commands_pipelined_after_stls_are_discarded(
 ) -> None:
     running = await start_pop3(ssl_context=server_tls, allow_plaintext_auth=False)
     client = await raw_client(running)
-    caplog.set_level(logging.DEBUG, logger="labmail.trace")
+    caplog.set_level(logging.INFO, logger="labmail.pop3")
+    caplog.set_level(logging.DEBUG, logger="labmail.trace")  # the handler's level: last set
     await client.send(b"STLS\r\nUSER bob@bob.lab\r\n")  # one write
     assert await client.line() == b"+OK begin TLS negotiation\r\n"
     await client.writer.start_tls(client_tls, server_hostname="127.0.0.1")
+    discarded = len(b"USER bob@bob.lab\r\n")
+    assert any(r.getMessage().endswith(f"discarded {discarded} octets pipelined after STLS")
+               for r in caplog.records if r.name == "labmail.pop3")
     # had USER run (in plain text or under TLS), PASS would be accepted now
     assert await client.cmd(f"PASS {BOB_PASSWORD}") == b"-ERR USER first\r\n"
     client_lines = [r.line for r in caplog.records if getattr(r, "direction", "") == "C"]
     assert client_lines == ["STLS", "PASS ****"]
     assert await client.cmd("STLS") == b"-ERR command not permitted when TLS active\r\n"
+
+
+async def test_the_private_stream_buffer_stls_clears_is_still_there() -> None:
+    """discard_buffered leans on asyncio.StreamReader._buffer (no public way exists)."""
+    reader = asyncio.StreamReader()
+    assert isinstance(getattr(reader, "_buffer", None), bytearray), (
+        "asyncio.StreamReader._buffer is gone in this Python: pop3.server.discard_buffered"
+        " (RFC 2595 4, nothing pipelined before STLS survives it) must find the new way")
+    reader.feed_data(b"USER pipelined\r\n")
+    assert discard_buffered(reader) == 16
+    reader.feed_data(b"NOOP\r\n")
+    reader.feed_eof()
+    assert await reader.read() == b"NOOP\r\n"
 
 
 async def test_second_session_gets_in_use(start_pop3, maildrop: MemoryMaildrop) -> None:
@@ -297,14 +314,20 @@ async def test_connection_limit(start_pop3, raw_client) -> None:
     assert third.greeting.startswith(b"+OK")
 
 
-async def test_maildrop_error_is_sys_temp_and_logged(start_pop3, raw_client, maildrop, caplog):
+@pytest.mark.parametrize(("failing", "retr"), [
+    ("fetch_many", "RETR 1"),  # messages 2 and 3 would come along: one fetch_many
+    ("fetch", "RETR 3"),  # the last message: nothing to read ahead, a plain fetch
+])
+async def test_maildrop_error_is_sys_temp_and_logged(
+    start_pop3, raw_client, maildrop, caplog, failing: str, retr: str
+) -> None:
     running = await start_pop3()
     client = await raw_client(running)
     await client.cmd(f"USER {BOB}")
     await client.cmd(f"PASS {BOB_PASSWORD}")
-    maildrop.fail_on.add("fetch")
+    maildrop.fail_on.add(failing)
     with caplog.at_level(logging.ERROR, logger="labmail.pop3"):
-        assert await client.cmd("RETR 1") == b"-ERR [SYS/TEMP] internal error\r\n"
+        assert await client.cmd(retr) == b"-ERR [SYS/TEMP] internal error\r\n"
     assert any("maildrop failed on Fetch" in r.getMessage() for r in caplog.records)
     assert (await client.cmd("NOOP")) == b"+OK\r\n"
     await client.cmd("DELE 1")

@@ -11,11 +11,12 @@ from typing import Any
 from aiosmtpd.smtp import SMTP
 from sending_helpers import ALICE, BOB, body_of, headers_named, mailbox, message, parse, submit
 
-from mta import dsn, queue
+from mta import dsn, retry_policy
 from mta.clock import FakeClock
 from mta.config import TLS, Queue
 from mta.lab import Lab
-from mta.store import QueueRow
+from mta.retry_policy import AttemptKind, Decision
+from mta.store import QueueRow, QueueState
 
 SLOW = Queue(retry_initial=60.0, retry_factor=3.0, retry_max=300.0, lifetime=3600.0)
 
@@ -76,19 +77,20 @@ async def test_451_451_250_delivered_on_the_third_attempt(lab_factory: Any,
     assert row.last_reply.startswith("250 2.0.0")
     assert await bob.store.count_entries(BOB) == 1
     assert await alice.store.count_entries(ALICE) == 0  # no DSN
-    assert await alice.store.queued_message(row.message_id) is None  # body dropped when final
+    assert await alice.store.queued_message(row.queue_id) is None  # body dropped when final
 
 
 def test_backoff_policy_is_initial_times_factor_capped() -> None:
-    delays = [queue.retry_delay(SLOW, n) for n in range(1, 6)]
+    delays = [retry_policy.retry_delay(SLOW, n) for n in range(1, 6)]
     assert delays == [60, 180, 300, 300, 300]
-    row = QueueRow(1, "Q", ALICE, BOB, "bob.lab", "queued", 0, 0.0, None, 1000.0)
-    assert queue.decide(SLOW, row, "temporary", 1000.0) == queue.Decision("queued", 1060.0)
+    row = QueueRow(1, "Q", ALICE, BOB, "bob.lab", QueueState.QUEUED, 0, 0.0, None, 1000.0)
+    decide, temporary = retry_policy.decide, AttemptKind.TEMPORARY
+    assert decide(SLOW, row, temporary, 1000.0) == Decision(QueueState.QUEUED, 1060.0)
     late = replace(row, attempts=7)
-    assert queue.decide(SLOW, late, "temporary", 4500.0).next_attempt == 4600.0  # lifetime end
-    assert queue.decide(SLOW, late, "temporary", 4600.0) == queue.Decision("failed", 4600.0,
-                                                                           expired=True)
-    assert queue.decide(SLOW, row, "permanent", 1001.0).state == "failed"
+    assert decide(SLOW, late, temporary, 4500.0).next_attempt == 4600.0  # lifetime end
+    assert decide(SLOW, late, temporary, 4600.0) == Decision(QueueState.FAILED, 4600.0,
+                                                             expired=True)
+    assert decide(SLOW, row, AttemptKind.PERMANENT, 1001.0).state is QueueState.FAILED
 
 
 async def test_550_bounces_one_dsn_to_the_local_sender(manual_lab: Lab) -> None:
@@ -194,7 +196,7 @@ async def test_recipients_of_one_domain_share_one_transaction(lab_factory: Any,
     assert await alice.relay.run_once() == 2
     [to_bob] = await bob.store.list_entries(BOB)
     [to_bert] = await bob.store.list_entries("bert@bob.lab")
-    assert to_bob.txn_id == to_bert.txn_id  # one SMTP transaction at bob's MX
+    assert to_bob.queue_id == to_bert.queue_id  # one SMTP transaction at bob's MX
     stored = await bob.store.fetch(BOB, to_bob.id)
     assert body_of(stored) == body_of(raw)
     assert "for <" not in headers_named(stored, "Received")[0]  # two recipients
@@ -315,3 +317,16 @@ async def test_verified_tls_with_a_configured_ca_file(lab_factory: Any, clock: F
     (entry,) = await lab["bob.lab"].store.list_entries(BOB)
     raw = await lab["bob.lab"].store.fetch(BOB, entry.id)
     assert b"with ESMTPS id" in raw
+
+
+async def test_the_lab_routes_the_relay_without_replacing_the_servers_config(
+        manual_lab: Lab) -> None:
+    alice, bob = manual_lab["alice.lab"], manual_lab["bob.lab"]
+    route = ("127.0.0.1", bob.ports["mx"])
+    assert alice.relay.config.routes == {"bob.lab": route}
+    assert alice.config.routes == {"bob.lab": route}  # the lab's view: the relay's config
+    # the listeners' handlers keep the config they started with; nothing replaced it
+    assert alice.server.config.routes == {}
+    assert alice.server.config.listeners.mx is not None
+    assert alice.server.config.listeners.mx.port == 0
+    assert alice.ports["mx"] == alice.server.listeners["mx"].port != 0

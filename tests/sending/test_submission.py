@@ -28,7 +28,7 @@ from sending_helpers import (
 
 from mta.config import TLS
 from mta.lab import Lab
-from mta.submission import complete_message
+from mta.smtp.submission import complete_message
 
 
 def unverified() -> ssl.SSLContext:
@@ -188,13 +188,13 @@ async def test_local_and_remote_recipients_commit_together(lab: Lab) -> None:
     txn = queue_id(reply)
     alice = lab["alice.lab"].store
     [entry] = await alice.list_entries("ann@alice.lab")  # delivered straight to the mailbox
-    assert entry.txn_id == txn
+    assert entry.queue_id == txn
     stored = await alice.fetch("ann@alice.lab", entry.id)
     assert stored.startswith(b"Return-Path: <alice@alice.lab>\r\nReceived: ")
     assert len(headers_named(stored, "Received")) == 1
     await lab.wait_for_delivery(BOB, 1)
     rows = await alice.queue_rows(include_final=True)
-    assert [(r.message_id, r.recipient) for r in rows] == [(txn, BOB)]
+    assert [(r.queue_id, r.recipient) for r in rows] == [(txn, BOB)]
 
 
 async def test_message_id_and_date_added_only_when_missing(lab: Lab) -> None:

@@ -78,5 +78,6 @@ def delivery(n: int = 1, *, fail_once: bool = False, start: float | None = None)
     events.insert(-1, MessageRetrieved(**B, step=5, session=f"p{n}", mailbox_id=n, uidl=uidl,
                                        owner=BOB, size=320))
     clock = itertools.count()
-    base = start if start is not None else time.time()
+    # message n starts n/10 s from now: the messages of one test never overlap in time
+    base = start if start is not None else time.time() + n / 10
     return [dataclasses.replace(e, time=base + next(clock) / 1000) for e in events]

@@ -154,10 +154,16 @@ async def test_a_thousand_messages_stay_usable(page: Any, lab: Lab, web: WebDemo
                                      state="attached")
     elapsed = time.perf_counter() - started
     assert await page.locator("#list tr").count() == 1000
-    print(f"\nmail page: 1,000 messages listed (10 pages of 100) in {elapsed * 1000:.0f} ms")
+    timings = await page.evaluate("window.labmailMail.timings")
+    fetch = sum(t["fetch"] for t in timings)
+    draw = sum(t["draw"] for t in timings)
+    print(f"\nmail page: 1,000 messages listed in {len(timings)} pages of 100: "
+          f"{elapsed * 1000:.0f} ms with the test's clicks; in the page {fetch:.0f} ms fetching"
+          f" and {draw:.0f} ms drawing (the slowest page drawn in "
+          f"{max(t['draw'] for t in timings):.0f} ms)")
+    assert max(t["draw"] for t in timings) < 1000
     started = time.perf_counter()
     await page.locator("#list tr").nth(999).click()
     await page.locator("#headers", has_text="number 0").wait_for()
     opened = (time.perf_counter() - started) * 1000
     print(f"mail page: the oldest of 1,000 opened in {opened:.0f} ms")
-    assert elapsed < 10

@@ -14,8 +14,8 @@ from web_helpers import ALICE, BOB, PASSWORDS, deliver
 
 from mta.http.pages import trail
 from mta.lab import Lab
-from mua.demo import TEXT
 from mua.demo_web import WebDemo
+from mua.texts import TEXT
 
 
 @pytest.fixture

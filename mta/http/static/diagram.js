@@ -67,6 +67,7 @@ export class Diagram {
     this.lastStep = 0;
     this.seen = new Set();
     this.selected = null;
+    this.following = 0;
     this.details.replaceChildren(el("p", { class: "muted", "data-word": "details.none",
                                            text: word("details.none") }));
   }
@@ -285,10 +286,17 @@ export class Diagram {
 
   // -- rows, selection, keyboard ----------------------------------------------------------------
 
+  // Rows are appended, never redrawn; whether to follow the newest row is read once per frame
+  // (reading the layout after every row would force a reflow per event).
   append(node) {
-    const follow = this.atBottom();
+    if (!this.following) {
+      const follow = this.atBottom();
+      this.following = requestAnimationFrame(() => {
+        this.following = 0;
+        if (follow) this.rowsNode.lastElementChild?.scrollIntoView({ block: "nearest" });
+      });
+    }
     this.rowsNode.append(node);
-    if (follow) node.scrollIntoView({ block: "nearest" });
   }
 
   atBottom() {

@@ -9,6 +9,8 @@ import { setLang, translate, word } from "./ui-text.js";
 
 const $ = id => document.getElementById(id);
 const PAGE = 100;
+const timings = [];  // per page of the inbox: ms to fetch it and to draw it (the tests read it)
+window.labmailMail = { timings };
 const SHOWN = ["From", "To", "Cc", "Reply-To", "Subject", "Date", "Message-ID", "X-Priority"];
 const state = { auth: "", address: "", cursor: null, shown: 0, current: null, remote: false,
                 cids: new Map() };
@@ -67,11 +69,15 @@ async function loadInbox() {
 }
 
 async function loadMore() {
+  const started = performance.now();
   const query = `?limit=${PAGE}` + (state.cursor ? `&cursor=${state.cursor}` : "");
   const page = await api(mailbox() + query);
+  const fetched = performance.now();
   const rows = document.createDocumentFragment();
   for (const m of page.messages) rows.append(row(m));
   $("list").append(rows);
+  timings.push({ rows: page.messages.length, fetch: fetched - started,
+                 draw: performance.now() - fetched });
   state.shown += page.messages.length;
   state.cursor = page.next_cursor;
   $("more").hidden = !state.cursor;

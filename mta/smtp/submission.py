@@ -22,23 +22,26 @@ from base64 import b64decode
 from email.utils import format_datetime, localtime
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword, Session
 
 from mta import replies
 from mta.addresses import AddressError, parse
 from mta.clock import Clock
 from mta.config import Config
-from mta.inbound import (
+from mta.message import count_received, has_header, return_path
+from mta.smtp.common import (
     LocalRecipients,
     address_reply,
+    exception_reply,
+    extend_ehlo,
     peer_ip,
     received_for,
     smtputf8_requested,
     txn_extra,
 )
-from mta.message import count_received, has_header, return_path, to_crlf
-from mta.smtp_server import exception_reply, extend_ehlo
-from mta.store import Store, StoreError, new_txn_id
+from mta.smtp.server import LabEnvelope, LabSMTP
+from mta.store import Store, StoreError, new_queue_id
+from pop3.crlf import to_crlf
 
 log = logging.getLogger("labmail.submission")
 
@@ -78,14 +81,14 @@ class SubmissionHandler:
 
     # -- session --------------------------------------------------------------------------------
 
-    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
+    async def handle_EHLO(self, server: LabSMTP, session: Session, envelope: LabEnvelope,
                           hostname: str, responses: list[str]) -> list[str]:
         session.host_name = hostname
         return extend_ehlo(responses, auth=True)
 
     # -- AUTH (RFC 4954) ------------------------------------------------------------------------
 
-    async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
+    async def auth_PLAIN(self, server: LabSMTP, args: list[str]) -> AuthResult:
         # RFC 4616: [authzid] NUL authcid NUL passwd; an initial response or a 334 challenge.
         if len(args) == 1:
             blob = await server.challenge_auth("")
@@ -103,7 +106,7 @@ class SubmissionHandler:
             return await self._verify(server, b"", b"")
         return await self._verify(server, login, password)
 
-    async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
+    async def auth_LOGIN(self, server: LabSMTP, args: list[str]) -> AuthResult:
         if len(args) == 1:
             login = await server.challenge_auth("Username:")
         else:
@@ -115,7 +118,7 @@ class SubmissionHandler:
             return AuthResult(success=False, handled=True)
         return await self._verify(server, login, password)
 
-    async def _verify(self, server: SMTP, login_b: bytes, password_b: bytes) -> AuthResult:
+    async def _verify(self, server: LabSMTP, login_b: bytes, password_b: bytes) -> AuthResult:
         try:
             login = login_b.decode("utf-8").strip().lower()
             password = password_b.decode("utf-8")
@@ -129,8 +132,8 @@ class SubmissionHandler:
             server.session.auth_data = LoginPassword(login.encode(), b"")
             await server.push(replies.AUTH_OK)
             return AuthResult(success=False, handled=True)
-        failures = getattr(server, "labmail_auth_failures", 0) + 1
-        server.labmail_auth_failures = failures  # type: ignore[attr-defined]
+        server.auth_failures += 1
+        failures = server.auth_failures
         log.warning("submission: failed AUTH %d for %r from %s", failures, login,
                     peer_ip(server.session))
         await asyncio.sleep(self.config.limits.failed_auth_delay)
@@ -144,7 +147,7 @@ class SubmissionHandler:
 
     # -- the transaction ------------------------------------------------------------------------
 
-    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+    async def handle_MAIL(self, server: LabSMTP, session: Session, envelope: LabEnvelope,
                           address: str, mail_options: list[str]) -> str:
         if not session.authenticated:
             return replies.AUTH_REQUIRED
@@ -156,11 +159,9 @@ class SubmissionHandler:
             return replies.SENDER_NOT_OWNED.format(address=shown)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
-        envelope.owners = []  # type: ignore[attr-defined]
-        envelope.remote = []  # type: ignore[attr-defined]
         return replies.SENDER_OK
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+    async def handle_RCPT(self, server: LabSMTP, session: Session, envelope: LabEnvelope,
                           address: str, rcpt_options: list[str]) -> str:
         if not session.authenticated:
             return replies.AUTH_REQUIRED
@@ -179,41 +180,41 @@ class SubmissionHandler:
             owner, reply = await self.recipients.owner(address, smtputf8=smtputf8)
             if owner is None:
                 return reply
-            envelope.owners.append(owner)  # type: ignore[attr-defined]
+            envelope.owners.append(owner)
         else:
-            envelope.remote.append(address)  # type: ignore[attr-defined]
+            envelope.remote.append(address)
         envelope.rcpt_tos.append(address)  # the hook owns the append (STYLE 7)
         envelope.rcpt_options.extend(rcpt_options)
         return replies.RECIPIENT_OK
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, server: LabSMTP, session: Session, envelope: LabEnvelope) -> str:
         raw = to_crlf(envelope.original_content or b"")
         if count_received(raw) >= self.config.limits.max_received_headers:
             return replies.MAIL_LOOP
-        txn_id = new_txn_id()
+        queue_id = new_queue_id()
         sender = envelope.mail_from or ""
         raw = complete_message(raw, self.config.hostname)
-        raw = received_for(session, envelope, self.config.hostname, txn_id, auth=True) + raw
-        owners = list(dict.fromkeys(envelope.owners))  # type: ignore[attr-defined]
-        remote = list(dict.fromkeys(envelope.remote))  # type: ignore[attr-defined]
+        raw = received_for(session, envelope, self.config.hostname, queue_id, auth=True) + raw
+        owners = list(dict.fromkeys(envelope.owners))
+        remote = list(dict.fromkeys(envelope.remote))
         try:
-            await self.store.accept(txn_id, sender, local_owners=owners,
+            await self.store.accept(queue_id, sender, local_owners=owners,
                                     local_raw=return_path(sender) + raw, remote=remote,
                                     queue_raw=raw, now=self.clock.now())
         except StoreError as exc:
             log.error("submission could not store message from %s: %s", sender, exc)
             return replies.TEMPORARY_FAILURE
-        log.info("submitted id=%s user=%s from=<%s> local=%s queued=%s size=%d", txn_id,
+        log.info("submitted id=%s user=%s from=<%s> local=%s queued=%s size=%d", queue_id,
                  _login(session), sender, ",".join(owners) or "-", ",".join(remote) or "-",
                  len(raw),
-                 extra=txn_extra("submission", self.config.hostname, session, raw, txn_id))
-        return replies.QUEUED.format(txn_id=txn_id)
+                 extra=txn_extra("submission", self.config.hostname, session, raw, queue_id))
+        return replies.QUEUED.format(queue_id=queue_id)
 
     async def handle_exception(self, error: Exception) -> str:
         return exception_reply("submission", error)
 
 
-async def _initial_response(server: SMTP, text: str) -> Any:
+async def _initial_response(server: LabSMTP, text: str) -> Any:
     """An AUTH initial response (RFC 4954 4), decoded; MISSING after refusing bad base64."""
     try:
         return b64decode(text.encode(), validate=True)

@@ -18,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException
+from aiosmtpd.smtp import MISSING, SMTP, Envelope
 
 from mta import replies, trace
+from mta.smtp.data import DataBuffer, DataState
 
 log = logging.getLogger("labmail.smtp")
 
@@ -45,10 +46,25 @@ class ListenerState:
         self.idle.set()
 
 
+class LabEnvelope(Envelope):
+    """aiosmtpd's envelope plus what labmail's handlers decide per recipient (one per mail
+    transaction: a new one after DATA and RSET, through ``LabSMTP._create_envelope``)."""
+
+    owners: list[str]  # local mailboxes receiving the message, one per accepted recipient
+    remote: list[str]  # submission: recipients in other domains, for the outbound queue
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.owners = []
+        self.remote = []
+
+
 class LabSMTP(SMTP):
     """aiosmtpd's SMTP protocol with labmail's limits, trace and reply conventions."""
 
     local_part_limit = 64
+    envelope: LabEnvelope | None
+    auth_failures: int = 0  # failed AUTH attempts in this session (submission)
 
     def __init__(self, handler: Any, state: ListenerState, *, offer_auth: bool = True,
                  **kwargs: Any) -> None:
@@ -66,21 +82,23 @@ class LabSMTP(SMTP):
             for name, method in list(self._smtp_methods.items()):
                 self._smtp_methods[name] = self._traced(name, method)
 
+    def _create_envelope(self) -> LabEnvelope:
+        return LabEnvelope()
+
     async def _no_auth(self, arg: str | None) -> None:
         await self.push(replies.AUTH_NOT_OFFERED)
 
     # -- trace --------------------------------------------------------------------------------
 
     def _traced(self, name: str, method: Callable) -> Callable:
+        # wraps() copies the method's __dict__, so aiosmtpd's HELP still finds __smtp_syntax__
+        @functools.wraps(method)
         async def run(arg: str | None) -> None:
             if trace.enabled():
                 text = name if arg is None else f"{name} {arg}"
                 self._trace("C", trace.mask(text))
             await method(arg)
 
-        run.__smtp_syntax__ = getattr(method, "__smtp_syntax__", None)  # type: ignore[attr-defined]
-        run.__smtp_syntax_extended__ = getattr(method, "__smtp_syntax_extended__", None)  # type: ignore[attr-defined]
-        run.__smtp_syntax_when__ = getattr(method, "__smtp_syntax_when__", None)  # type: ignore[attr-defined]
         return run
 
     def _trace(self, direction: str, text: str) -> None:
@@ -122,14 +140,8 @@ class LabSMTP(SMTP):
         await super().smtp_MAIL(arg)
 
     async def smtp_DATA(self, arg: str) -> None:
-        """aiosmtpd's DATA (same replies and hooks), reading into one buffer.
-
-        aiosmtpd keeps the message as a list of line objects and then joins it: a 20 MB message
-        of short lines costs several times its size. Here each line is dot-unstuffed
-        (RFC 5321 4.5.2) straight into one bytearray. End of data is only a lone "." line after
-        CRLF (the reader splits at CRLF only); a line over the limit or data over the size limit
-        is read to the end and refused, keeping nothing.
-        """
+        """aiosmtpd's DATA (same replies and hooks), read into one buffer (``mta.smtp.data``):
+        a message over a limit is read to the end of data and refused, keeping nothing."""
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
         assert self.envelope is not None
@@ -140,46 +152,14 @@ class LabSMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        data = bytearray()
-        limit = self.data_size_limit
-        received = 0
-        refusal: str | None = None
-        inside_long_line = False
-        while self.transport is not None:
-            try:
-                line = await self._reader.readuntil(b"\r\n")
-            except asyncio.LimitOverrunError as exc:
-                received += len(await self._reader.read(exc.consumed))
-                inside_long_line = True
-                refusal = refusal or replies.DATA_LINE_TOO_LONG
-                data = bytearray()
-                continue
-            except asyncio.CancelledError:
-                self._writer.close()  # the connection went away mid-message
-                raise
-            if inside_long_line:  # the tail of an over-long line, never an end of data
-                inside_long_line = False
-                received += len(line)
-                continue
-            if line == b".\r\n":
-                break
-            received += len(line)
-            if refusal is not None:
-                continue
-            if limit and received > limit:
-                refusal, data = replies.DATA_TOO_MUCH, bytearray()
-            elif len(line) > self.line_length_limit:
-                refusal, data = replies.DATA_LINE_TOO_LONG, bytearray()
-            elif line[:1] == b".":
-                data += memoryview(line)[1:]
-            else:
-                data += line
-        if refusal is not None:
-            self._set_post_data_state()
-            await self.push(refusal)
+        buffer = await self._read_data()
+        if buffer.state is not DataState.DONE:  # the connection went away
             return
-        content = bytes(data)
-        del data
+        if buffer.refusal is not None:
+            self._set_post_data_state()
+            await self.push(buffer.refusal)
+            return
+        content = buffer.take()
         if trace.enabled():
             self._trace("C", f"<message, {len(content)} octets>")
             self._trace("C", ".")
@@ -187,6 +167,19 @@ class LabSMTP(SMTP):
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         await self.push("250 OK" if status is MISSING else status)
+
+    async def _read_data(self) -> DataBuffer:
+        """Lines up to the end of data; the reader splits at CRLF only (RFC 5321 4.1.1.4)."""
+        buffer = DataBuffer(self.data_size_limit, self.line_length_limit)
+        while self.transport is not None and buffer.state is not DataState.DONE:
+            try:
+                buffer.line(await self._reader.readuntil(b"\r\n"))
+            except asyncio.LimitOverrunError as exc:
+                buffer.overrun(len(await self._reader.read(exc.consumed)))
+            except asyncio.CancelledError:
+                self._writer.close()  # the connection went away mid-message
+                raise
+        return buffer
 
     async def smtp_STARTTLS(self, arg: str) -> None:
         # aiosmtpd would start a second handshake inside the first one (RFC 3207 4.2)
@@ -320,23 +313,3 @@ async def start_smtp_listener(handler: Any, host: str, port: int, *, hostname: s
     server = await loop.create_server(factory, host, port, reuse_address=True, backlog=1024,
                                       reuse_port=reuse_port or None)
     return SMTPListener(server, state)
-
-
-def exception_reply(component: str, error: Exception) -> str:
-    """The one place an unexpected error becomes a reply: 451, a log line, no detail."""
-    if isinstance(error, TLSSetupException):
-        cause = error.__cause__ or error
-        log.info("%s: TLS handshake failed: %s", component, cause.__class__.__name__)
-    else:
-        log.error("%s: unexpected error", component, exc_info=error)
-    return replies.TEMPORARY_FAILURE
-
-
-def extend_ehlo(responses: list[str], *, auth: bool) -> list[str]:
-    """Advertise PIPELINING and ENHANCEDSTATUSCODES; drop AUTH where it is not offered."""
-    keywords = [r[4:] for r in responses[1:]
-                if r[4:] != "HELP" and (auth or not r[4:].startswith("AUTH"))]
-    keywords += ["PIPELINING", "ENHANCEDSTATUSCODES", "HELP"]
-    lines = [responses[0]] + [f"250-{k}" for k in keywords]
-    lines[-1] = "250 " + lines[-1][4:]
-    return lines

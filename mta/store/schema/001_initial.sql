@@ -1,5 +1,5 @@
 -- labmail store, schema version 1: accounts, mailboxes and the POP3 maildrop lock.
--- Applied by mta.store when PRAGMA user_version < 1, inside one BEGIN IMMEDIATE transaction.
+-- Applied by mta.store.connection.migrate when PRAGMA user_version < 1, inside one BEGIN IMMEDIATE transaction.
 
 CREATE TABLE accounts (
     address     TEXT PRIMARY KEY,      -- full address, lower case (logins are case-insensitive)
