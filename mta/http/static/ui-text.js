@@ -3,7 +3,7 @@
 
 const WORDS = {
   en: {
-    "flow.title": "labmail: watch one e-mail travel",
+    "flow.title": "labmail: watch one e-mail travel", "controls": "Send, fetch, replay",
     "nav.flow": "Flow", "nav.mail": "Mail", "nav.server": "Server",
     "lane.ua_from": "Alice's user agent", "lane.submission": "{from}\nsubmission",
     "lane.relay": "{from}\nqueue + relay", "lane.mx": "{to}\nMX", "lane.store": "{to}\nstore",
@@ -44,7 +44,7 @@ const WORDS = {
       "Clear", "server.delete": "Delete", "server.empty": "Empty.",
   },
   zh: {
-    "flow.title": "labmail：看一封电子邮件的旅程",
+    "flow.title": "labmail：看一封电子邮件的旅程", "controls": "发送、收取、重放",
     "nav.flow": "流程", "nav.mail": "邮件", "nav.server": "服务器",
     "lane.ua_from": "Alice 的用户代理", "lane.submission": "{from}\n提交服务",
     "lane.relay": "{from}\n队列 + 中继", "lane.mx": "{to}\nMX", "lane.store": "{to}\n存储",
