@@ -39,8 +39,8 @@ def _dialogue(where: dict[str, str], step: int, listener: str, session: str,
 
 
 def delivery(n: int = 1, *, fail_once: bool = False, start: float | None = None) -> list[Event]:
-    """Every event of message ``n``: submission, queue, route, relay (451 first when
-    ``fail_once``), MX, store, POP3 retrieval; times 1 ms apart from ``start``."""
+    """Every event of message ``n``: submission, queue, route, relay and MX (451 first when
+    ``fail_once``), store, POP3 retrieval; times 1 ms apart from ``start``."""
     mid, qa, qb, uidl = f"<m{n}@alice.lab>", f"QA{n:04d}", f"QB{n:04d}", f"u{n:031d}"
     envelope = [f"C MAIL FROM:<{ALICE}>", "S 250 2.1.0 OK", f"C RCPT TO:<{BOB}>",
                 "S 250 2.1.5 OK", "C DATA", "S 354 End data with <CR><LF>.<CR><LF>", "C ."]
@@ -60,15 +60,18 @@ def delivery(n: int = 1, *, fail_once: bool = False, start: float | None = None)
     for attempt, (reply, outcome) in enumerate(tries, 1):
         relay = ["S 220 mx.bob.lab ESMTP", "C EHLO mx.alice.lab", "S 250 mx.bob.lab",
                  *envelope, f"S {reply}", "C QUIT", "S 221 Bye"]
-        events += _dialogue(A, 4, "relay", f"r{n}.{attempt}", relay, queue_id=qa,
-                            message_id=mid)
+        # the same conversation seen from both ends: alice.lab's relay and bob.lab's MX
+        client = _dialogue(A, 4, "relay", f"r{n}.{attempt}", relay, queue_id=qa,
+                           message_id=mid)
+        server = _dialogue(B, 4, "mx", f"x{n}.{attempt}", relay, queue_id=qb, message_id=mid)
+        events += [e for pair in zip(client, server, strict=True) for e in pair]
         events.append(DeliveryAttempt(**A, step=4, queue_id=qa, message_id=mid,
                                       recipients=(BOB,), hop="127.0.0.1:2525", reply=reply,
                                       outcome=outcome, attempts=attempt,
                                       next_attempt=time.time() + 1 if outcome == "deferred"
                                       else None))
     events += [
-        MessageStored(**B, step=4, session=f"x{n}", queue_id=qb, message_id=mid,
+        MessageStored(**B, step=4, session=f"x{n}.{len(tries)}", queue_id=qb, message_id=mid,
                       mailbox_id=n, uidl=uidl, owner=BOB, size=320, sender=ALICE),
         *_dialogue(B, 5, "pop3", f"p{n}", ["S +OK POP3 ready", f"C USER {BOB}", "S +OK",
                    "C PASS ****", "S +OK logged in", "C STAT", "S +OK 1 320", "C LIST",

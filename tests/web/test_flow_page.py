@@ -39,7 +39,7 @@ async def test_steps_are_marked_and_switch_to_chinese(page: Any, lab: Lab, web: 
     await page.wait_for_selector(".row.step[data-step='5']")
     assert await steps(page) == ["3", "4", "5"]
     # POP3: the greeting, then one exchange per command (LIST's listing stays in its row)
-    assert await page.locator(".row.exchange[data-listener=pop3]").count() == 1 + 7
+    assert await page.locator(".row.exchange[data-hop=pop3]").count() == 1 + 7
     assert await page.inner_text(".row.step[data-step='3'] .step-title") == \
         "Step 3 of 6: submit"
     await shoot(page, screenshots / "flow-en.png")
@@ -57,14 +57,19 @@ async def test_clicking_the_relay_exchange_shows_its_lines(page: Any, lab: Lab,
     await flow(page, web)
     publish(lab, delivery(1, fail_once=True))
     await page.wait_for_selector(".row.note[data-lane=store]")
-    relay = page.locator(".row.exchange[data-listener=relay]")
+    relay = page.locator(".row.exchange[data-hop=relay]")
     await relay.first.click()
     details = await page.inner_text("#details")
     for line in ("C: MAIL FROM:<alice@alice.lab>", "C: RCPT TO:<bob@bob.lab>", "C: DATA",
                  "S: 451 4.3.0 try later"):
         assert line in details
     await relay.last.click()
-    assert "S: 250 2.0.0 OK" in await page.inner_text("#details")
+    details = await page.inner_text("#details")
+    assert "S: 250 2.0.0 OK" in details
+    # both ends of the conversation, drawn once: the relay's view and the MX's
+    assert "mx.alice.lab relay (client side)" in details
+    assert "mx.bob.lab mx (server side)" in details
+    assert await relay.count() == 2 * 7  # greeting, EHLO, MAIL, RCPT, DATA, ".", QUIT: once
     notes = await page.inner_text("#rows")
     assert "✗ attempt 1: deferred (451 4.3.0 try later)" in notes
     assert "✓ attempt 2: delivered (250 2.0.0 OK)" in notes

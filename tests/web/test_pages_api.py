@@ -133,7 +133,7 @@ def test_trail_follows_one_message_across_hops() -> None:
     events = delivery(1, fail_once=True) + delivery(2)
     chosen = trail(events, "m1@alice.lab")  # angle brackets optional
     assert chosen == [e for e in events if e in chosen]  # in order
-    assert {e.session for e in chosen} == {"s1", "r1.1", "r1.2", "x1", "p1", None}
+    assert {e.session for e in chosen} == {"s1", "r1.1", "r1.2", "x1.1", "x1.2", "p1", None}
     assert not [e for e in chosen if e.queue_id in ("QA0002", "QB0002")]
     assert [e.kind for e in chosen].count("attempt") == 2 and chosen[-1].kind == "session_closed"
 

@@ -11,6 +11,8 @@ const LANE = Object.fromEntries(LANES.map((name, i) => [name, i]));
 // (client lane, server lane) of each listener's dialogues
 const SIDES = { submission: [0, 1], relay: [2, 3], mx: [2, 3], pop3: [6, 5] };
 const NOTE_LANE = { submission: 2, mx: 3, relay: 2, pop3: 5 };
+// the hop a dialogue belongs to: the relay's and the MX's views of one conversation are one hop
+const HOP = { submission: "submission", relay: "relay", mx: "relay", pop3: "pop3" };
 const SVG = "http://www.w3.org/2000/svg";
 
 const center = lane => ((lane + 0.5) * 100) / LANES.length;
@@ -143,7 +145,7 @@ export class Diagram {
 
   exchange(record, client, server, e, index) {
     const node = el("div", { class: "row exchange", tabindex: "0", role: "button",
-                             "data-listener": e.listener });
+                             "data-listener": e.listener, "data-hop": HOP[e.listener] });
     const svg = document.createElementNS(SVG, "svg");
     svg.setAttribute("class", "arrows");
     svg.setAttribute("aria-hidden", "true");
