@@ -44,6 +44,7 @@ export function label(direction, line, listener) {
   const m = text.match(/^(MAIL FROM|RCPT TO)\s*:/i);
   if (m) return m[1].toUpperCase();
   if (text === ".") return listener === "pop3" ? "." : ". (end of data)";
+  if (text.startsWith("<")) return text.slice(0, 28);  // the data, summed up: "<message, N octets>"
   return text.split(/\s+/).slice(0, listener === "pop3" ? 2 : 1).join(" ").slice(0, 24);
 }
 
