@@ -8,7 +8,9 @@ refuses otherwise); an account sees only its own mailbox; bad input is a 4xx wit
 never a traceback; every request and response is bounded.
 
 Modules: ``app`` (routes, middlewares), ``auth``, ``mailboxes``, ``search``, ``messages``,
-``wait``, ``sse``, ``admin`` (queue and faults), ``openapi``, ``params``, ``errors``.
+``wait``, ``sse``, ``admin`` (queue and faults), ``openapi``, ``params``, ``errors``; the web
+pages: ``pages`` (the pages and their endpoints), ``actions`` (what they do as a user agent),
+``mime`` (a message's parts) and ``static/`` (HTML, CSS and JavaScript).
 """
 
 from __future__ import annotations

@@ -132,10 +132,16 @@ async def fetch_messages(request: web.Request) -> web.Response:
     data = await _json(request)
     profile = _profile(request, address, "pop3")
     try:
-        result = await asyncio.to_thread(fetch.fetch, profile, password, keep=bool(
-            data.get("keep")))
+        found = await asyncio.to_thread(_fetch_and_render, profile, password,
+                                        bool(data.get("keep")))
     except MuaError as exc:
         raise ApiError(502, str(exc)) from None
+    return web.json_response(found)
+
+
+def _fetch_and_render(profile: Profile, password: str, keep: bool) -> dict[str, Any]:
+    """``mua fetch`` into the page's own Maildir, then ``mua read`` of what it brought."""
+    result = fetch.fetch(profile, password, keep=keep)
     folder = open_folder(profile.maildir)
     messages = []
     for key in result.keys[-MAX_RENDERED:]:
@@ -144,5 +150,5 @@ async def fetch_messages(request: web.Request) -> web.Response:
                          "from": render.header(parsed, "From"),
                          "message_id": render.header(parsed, "Message-ID"),
                          "rendered": render.render_message(parsed)})
-    return web.json_response({"on_server": result.on_server, "downloaded": result.downloaded,
-                              "deleted": result.deleted, "messages": messages})
+    return {"on_server": result.on_server, "downloaded": result.downloaded,
+            "deleted": result.deleted, "messages": messages}
