@@ -5,11 +5,13 @@ unless told otherwise, and ``mta serve`` refuses anything else without a token).
 every request needs ``Authorization: Bearer <token>`` (RFC 6750 2.1), compared in constant
 time. Either way an account may send its own address and password with HTTP Basic (RFC 7617);
 it then sees its own mailbox and nothing else. The password is checked with the store's
-salted scrypt, off the event loop. ``/healthz`` needs nothing.
+salted scrypt, off the event loop; a wrong one waits ``limits.failed_auth_delay`` like SMTP AUTH
+and POP3. ``/healthz`` needs nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import hmac
 from dataclasses import dataclass
@@ -79,7 +81,10 @@ async def _account(request: web.Request, header: str) -> Access:
     address = auth.login.strip().lower()
     if not address or len(address) > 320 or len(auth.password) > 1024:
         raise _unauthorized("wrong address or password")
-    if not await request.app[CONTEXT].store.check_password(address, auth.password):
+    context = request.app[CONTEXT]
+    if not await context.store.check_password(address, auth.password):
+        # the same pause as SMTP AUTH and POP3 PASS after a failure (guessing stays slow)
+        await asyncio.sleep(context.server.config.limits.failed_auth_delay)
         raise _unauthorized("wrong address or password")
     return Access(owner=address)
 

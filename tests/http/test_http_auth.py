@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 
 import aiohttp
 import pytest
@@ -91,3 +92,12 @@ async def test_cors_for_configured_origins_only(bob_factory, session) -> None:
         assert r.headers["Access-Control-Allow-Origin"] == "http://app.test:3000"
     async with session.get(url, headers={"Origin": "http://other.test"}) as r:
         assert "Access-Control-Allow-Origin" not in r.headers
+
+
+async def test_a_wrong_password_waits_like_smtp_and_pop3(server_factory, session) -> None:
+    server = await server_factory(listeners={"http": {"host": "127.0.0.1", "port": 0}},
+                                  limits={"failed_auth_delay": 0.3})
+    api = Api(session, server.ports["http"])
+    started = time.monotonic()
+    status, _ = await api.get("/api/v1/accounts", headers=basic(BOB, "guess"))
+    assert status == 401 and time.monotonic() - started >= 0.3
