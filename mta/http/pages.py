@@ -8,7 +8,8 @@ their own scripts, and the few JSON endpoints the pages need beyond the API of `
   the terminal demo prints (``mua.texts``);
 - ``/api/v1/pages/config``: what the flow page needs to know: this server's domains, the peer
   servers whose event streams it merges, and (``mua demo --web`` only) the lab's accounts;
-- ``/api/v1/pages/replay?message_id=``: the held events of one message on this server;
+- ``/api/v1/pages/replay?message_id=``: the held events of one message on this server
+  (``mta.lab_trace``, the trace builder the lab uses);
 - the actions of ``mta.http.actions`` (compose, submit, fetch as a user, script a fault).
 
 Separate processes: the page subscribes to each server's own stream (CORS, the listener's
@@ -19,17 +20,16 @@ the domains share one bus, so one stream already carries everything (``shared_bu
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from mta.events import Event, matches
 from mta.http import actions, mime
 from mta.http.context import CONTEXT
 from mta.http.errors import ApiError, Handler
+from mta.lab_trace import build_trace
 from mua.texts import TEXT
 
 STATIC = Path(__file__).with_name("static")
@@ -134,23 +134,7 @@ async def replay(request: web.Request) -> web.Response:
     message_id = request.query.get("message_id", "").strip()
     if not message_id or len(message_id) > 998:
         raise ApiError(400, "message_id: the Message-ID of a message is required")
-    held = list(request.app[CONTEXT].bus.history())
-    return web.json_response({"message_id": message_id,
-                              "events": [e.to_dict() for e in trail(held, message_id)]})
-
-
-def trail(events: Iterable[Event], message_id: str) -> list[Event]:
-    """The events of one message's journey among ``events``, in order: the transactions that
-    carried it (by queue id), the sessions they ran in (their session-level lines too), the
-    stored rows and the POP3 sessions that retrieved or deleted them (by UIDL)."""
-    events = list(events)
-    carried = [e for e in events if matches(e, message_id=message_id)]
-    queue_ids = {e.queue_id for e in carried if e.queue_id}
-    uidls = {e.uidl for e in carried if e.uidl}
-    for e in events:  # POP3 retrievals name the UIDL, not the Message-ID
-        if e.uidl in uidls and e.kind in ("retrieved", "deleted"):
-            carried.append(e)
-    carried += [e for e in events if e.queue_id in queue_ids]
-    sessions = {(e.server, e.session) for e in carried if e.session}
-    chosen = {id(e) for e in carried}
-    return [e for e in events if (e.server, e.session) in sessions or id(e) in chosen]
+    # the same trace builder as mta.lab's: the sessions that carried the message, its events
+    trace = build_trace(request.app[CONTEXT].bus.history(), message_id)
+    events = sorted(trace.events, key=lambda e: e.seq)
+    return web.json_response({"message_id": message_id, "events": [e.to_dict() for e in events]})

@@ -12,7 +12,6 @@ import pytest
 from flow_events import delivery
 from web_helpers import ALICE, BOB, PASSWORDS, deliver
 
-from mta.http.pages import trail
 from mta.lab import Lab
 from mua.demo_web import WebDemo
 from mua.texts import TEXT
@@ -129,13 +128,19 @@ async def test_mime_tree_and_parts(client: aiohttp.ClientSession, lab: Lab,
         assert response.status == 403
 
 
-def test_trail_follows_one_message_across_hops() -> None:
-    events = delivery(1, fail_once=True) + delivery(2)
-    chosen = trail(events, "m1@alice.lab")  # angle brackets optional
-    assert chosen == [e for e in events if e in chosen]  # in order
-    assert {e.session for e in chosen} == {"s1", "r1.1", "r1.2", "x1.1", "x1.2", "p1", None}
-    assert not [e for e in chosen if e.queue_id in ("QA0002", "QB0002")]
-    assert [e.kind for e in chosen].count("attempt") == 2 and chosen[-1].kind == "session_closed"
+async def test_replay_gives_one_message_across_hops(client: aiohttp.ClientSession, lab: Lab,
+                                                    web: WebDemo) -> None:
+    for event in delivery(1, fail_once=True) + delivery(2):
+        lab[event.domain].server.bus.publish(event)
+    async with client.get(f"{web.url}/api/v1/pages/replay",
+                          params={"message_id": "m1@alice.lab"}) as response:
+        chosen = (await response.json())["events"]
+    assert [e["seq"] for e in chosen] == sorted(e["seq"] for e in chosen)
+    assert {e["session"] for e in chosen} == {"s1", "r1.1", "r1.2", "x1.1", "x1.2", "p1", None}
+    assert [e["kind"] for e in chosen].count("attempt") == 2
+    assert not [e for e in chosen if e["queue_id"] in ("QA0002", "QB0002")]
+    async with client.get(f"{web.url}/api/v1/pages/replay") as response:
+        assert response.status == 400
 
 
 async def test_every_http_listener_serves_the_pages(client: aiohttp.ClientSession,
