@@ -95,10 +95,17 @@ class Limits:
     max_message_size: int = 10 * 1024 * 1024
     max_recipients: int = 100
     max_connections: int = 200
+    # per client IP address and listener; room for 50 connections from one test or benchmark
+    max_connections_per_client: int = 100
+    # NOOP, RSET, VRFY, HELP and EHLO/HELO outside a transaction, per SMTP session between two
+    # accepted messages (like Postfix's smtpd_junk_command_limit); then 421 and close
+    max_junk_commands: int = 100
     command_timeout: float = 300.0
     pop3_idle_timeout: float = 600.0
     # a POP3 maildrop lock left by a killed process frees itself after this (renewed while alive)
     pop3_lock_lease: float = 60.0
+    # base delay before a failed-login reply; it doubles with each failure from one client
+    # address, across connections (at most 64 times this), in submission and POP3
     failed_auth_delay: float = 1.0
     max_auth_failures: int = 3  # per connection; then 421 and the connection is closed
     max_received_headers: int = 30

@@ -4,7 +4,7 @@ Rule for bare CR or LF inside DATA (RFC 5321 2.3.8 allows them only as CRLF): la
 normalises each to CRLF (``pop3.crlf.to_crlf``, the one CRLF rule). End of data is recognised
 only at CRLF.CRLF (aiosmtpd reads lines up to CRLF), so ``\\n.\\n`` cannot end a message early
 (no SMTP smuggling); after normalisation it is an ordinary line "." that the next hop's client
-dot-stuffs again.
+dot-stuffs again. For the 1000-octet line limit a bare LF ends a line too (``mta.smtp.data``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import datetime
 import functools
 import re
 import time
+from collections.abc import Sequence
 from email.utils import format_datetime
 
 _RECEIVED = re.compile(rb"^received[ \t]*:", re.IGNORECASE | re.MULTILINE)
@@ -35,6 +36,14 @@ def message_id(raw: bytes) -> str:
 def count_received(raw: bytes) -> int:
     """How many hops the message has made (RFC 5321 6.3: a loop shows as many Received)."""
     return len(_RECEIVED.findall(header_section(raw)))
+
+
+def needs_smtputf8(declared: bool, sender: str, recipients: Sequence[str], raw: bytes) -> bool:
+    """Whether a message accepted with ``declared`` SMTPUTF8 needs it on the next hop too: its
+    addresses or its header section are not ASCII (RFC 6531 3.4, RFC 6532 3). Carried through
+    the queue, so the relay does not have to guess from the addresses alone."""
+    return declared and not (sender.isascii() and all(r.isascii() for r in recipients)
+                             and header_section(raw).isascii())
 
 
 def has_header(raw: bytes, name: str) -> bool:

@@ -186,6 +186,8 @@ async def start(config: Config, *, clock: Clock | None = None, relay: bool = Tru
                 handler, config.listeners.mx.host, config.listeners.mx.port,
                 hostname=config.hostname, component="mx", step=4,
                 max_connections=limits.max_connections,
+                max_per_client=limits.max_connections_per_client,
+                max_junk=limits.max_junk_commands,
                 data_size_limit=limits.max_message_size, timeout=limits.command_timeout,
                 tls_context=tls_context, reuse_port=shared_ports, **published,
                 **mx.handler_kwargs(config))
@@ -198,6 +200,8 @@ async def start(config: Config, *, clock: Clock | None = None, relay: bool = Tru
                 config.listeners.submission.host, config.listeners.submission.port,
                 hostname=config.hostname, component="submission", step=3,
                 max_connections=limits.max_connections,
+                max_per_client=limits.max_connections_per_client,
+                max_junk=limits.max_junk_commands,
                 data_size_limit=limits.max_message_size, timeout=limits.command_timeout,
                 tls_context=tls_context, **published, **submission.handler_kwargs(config))
             if relay:

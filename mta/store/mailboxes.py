@@ -18,9 +18,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mta import message
 from mta.addresses import normalise
-from mta.store.connection import StoreBase, StoreError
+from mta.store.connection import StoreBase, StoreError, check_text
 
 # Messages this big are written into SQLite in pieces (no whole copy for the trace headers).
 LARGE_MESSAGE = 1024 * 1024
@@ -106,20 +105,17 @@ class Mailboxes(StoreBase):
         whole just to put a few header lines in front of it: it is written into SQLite in
         pieces (incremental blob I/O) instead of being bound as one value.
         """
+        check_text(sender, message_id, *owners)
         queue_id = queue_id or new_queue_id()
         if len(raw) < LARGE_MESSAGE:
             rows, entries = self._delivery_rows(owners, prefix + raw, sender, queue_id)
             ids = await self._write_fn(lambda db: insert_entries(db, rows), messages=1)
         else:
             entries, ids = await self._deliver_large(owners, (prefix, raw), sender, queue_id)
-        delivered = Delivered(queue_id, entries, ids, message_id or self._message_id(entries, raw),
-                              sender, len(prefix) + len(raw))
+        delivered = Delivered(queue_id, entries, ids, message_id, sender,
+                              len(prefix) + len(raw))
         self.notify(delivered)
         return delivered
-
-    def _message_id(self, entries: tuple[tuple[str, str], ...], raw: bytes) -> str:
-        """The Message-ID for ``on_delivery`` listeners (read only if one listens)."""
-        return message.message_id(raw) if entries and self._listeners else ""
 
     async def _deliver_large(self, owners: Sequence[str], parts: Sequence[bytes], sender: str,
                              queue_id: str
