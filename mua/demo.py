@@ -50,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bob.lab's MX answers 451 once: watch the deferral and the retry")
     parser.add_argument("--keep-data", metavar="DIR",
                         help="keep the lab's databases and Bob's Maildir in DIR")
+    parser.add_argument("--web", action="store_true",
+                        help="serve the flow, mail and server pages and wait for Ctrl-C")
+    parser.add_argument("--port", type=int, default=8025, metavar="N",
+                        help="with --web: the HTTP port of the flow page (default 8025, 0: any)")
 
 
 # -- collecting what the servers report ---------------------------------------------------------
@@ -378,6 +382,10 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.reconfigure(encoding="utf-8")  # type: ignore[union-attr]
         except (AttributeError, ValueError):
             pass
+    if args.web:
+        from mua import demo_web
+
+        return asyncio.run(demo_web.serve(args, TEXT[args.lang]))
     console = None
     if sys.stdout.isatty():
         from rich.console import Console

@@ -8,7 +8,9 @@ refuses otherwise); an account sees only its own mailbox; bad input is a 4xx wit
 never a traceback; every request and response is bounded.
 
 Modules: ``app`` (routes, middlewares), ``auth``, ``mailboxes``, ``search``, ``messages``,
-``wait``, ``sse``, ``admin`` (queue and faults), ``openapi``, ``params``, ``errors``.
+``wait``, ``sse``, ``admin`` (queue and faults), ``openapi``, ``params``, ``errors``; the web
+pages: ``pages`` (the pages and their endpoints), ``actions`` (what they do as a user agent),
+``mime`` (a message's parts) and ``static/`` (HTML, CSS and JavaScript).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from aiohttp import web
 from mta.events import Bus
 from mta.http.app import make_app
 from mta.http.context import Context, Options
+from mta.http.pages import PageOptions
 
 if TYPE_CHECKING:
     from mta.server import Server
@@ -63,12 +66,14 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 async def start(server: Server, bus: Bus, host: str, port: int,
-                options: Options | None = None) -> HttpListener:
+                options: Options | None = None,
+                pages: PageOptions | None = None) -> HttpListener:
     """Serve ``server``'s API on ``host:port`` (0: any free port) in the running loop."""
     options = options or Options()
     bus.keep_history(options.history)
     context = Context(server, bus, options)
-    runner = web.AppRunner(make_app(context), access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
+    runner = web.AppRunner(make_app(context, pages), access_log=None,
+                           shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
     try:
         sock = _bind(host, port)

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
 
-from mta.http import admin, auth, mailboxes, openapi, sse, wait
+from mta.http import admin, auth, mailboxes, openapi, pages, sse, wait
 from mta.http.context import CONTEXT, Context
 from mta.http.errors import Handler, json_errors
 from mta.store import QueueState
@@ -83,13 +83,14 @@ def response_headers(origins: tuple[str, ...]) -> Callable[
     return add
 
 
-def make_app(context: Context) -> web.Application:
+def make_app(context: Context, page_options: pages.PageOptions | None = None) -> web.Application:
     options = context.options
     middlewares = [preflight(options.cors_origins), json_errors, auth.middleware(options.token)]
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[CONTEXT] = context
     app.on_response_prepare.append(response_headers(options.cors_origins))
     app.add_routes(routes())
+    pages.setup(app, page_options)  # the web pages and their endpoints
 
     async def end_streams(_: web.Application) -> None:
         context.close_all()  # event streams and waits end now, not at the shutdown timeout

@@ -21,7 +21,8 @@ from aiohttp import BasicAuth, hdrs, web
 from mta.http.context import CONTEXT
 from mta.http.errors import ApiError, Handler
 
-PUBLIC = ("/healthz",)
+PUBLIC = ("/healthz", "/", "/flow", "/mail", "/server")
+PAGES = "/static/"  # the pages' own files: no data in them
 CHALLENGE = 'Bearer realm="labmail", Basic realm="labmail", charset="UTF-8"'
 
 
@@ -49,7 +50,7 @@ def middleware(token: str | None) -> Handler:
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in PUBLIC or request.method == "OPTIONS":
+        if request.path in PUBLIC or request.path.startswith(PAGES) or request.method == "OPTIONS":
             return await handler(request)
         request[ACCESS] = await _access(request, token)
         return await handler(request)
