@@ -22,6 +22,7 @@ from aiosmtpd.smtp import MISSING, SMTP, Envelope
 
 from mta import replies, trace
 from mta.smtp.data import DataBuffer, DataState
+from mta.smtp.introspection import ConnectionSetUp
 
 log = logging.getLogger("labmail.smtp")
 
@@ -67,8 +68,14 @@ class LabSMTP(SMTP):
     auth_failures: int = 0  # failed AUTH attempts in this session (submission)
 
     def __init__(self, handler: Any, state: ListenerState, *, offer_auth: bool = True,
-                 **kwargs: Any) -> None:
-        super().__init__(handler, **kwargs)
+                 set_up: ConnectionSetUp | None = None, **kwargs: Any) -> None:
+        # set_up: the listener's SMTP.__init__ result, learnt once (mta.smtp.introspection)
+        if set_up is not None and set_up.learnt:
+            set_up.apply(self)
+        else:
+            super().__init__(handler, **kwargs)
+            if set_up is not None:
+                set_up.learn(self)
         self.state = state
         # aiosmtpd keeps these limits on the class, shared by every session; keep ours apart.
         self.command_size_limits = collections.defaultdict(lambda: COMMAND_LIMIT - 2)
@@ -120,7 +127,10 @@ class LabSMTP(SMTP):
             text = _with_enhanced_code(text)
         if trace.enabled():
             self._trace("S", text)
-        await super().push(text)
+        # What SMTP.push writes (same encoding, CRLF), from a cache: replies repeat. Its one
+        # addition, a DEBUG line on aiosmtpd's "mail.log", is off in labmail (mta.cli).
+        self._writer.write(_wire(text, self.enable_SMTPUTF8))
+        await self._writer.drain()
         if self.state.closing and self._idle() and not text.startswith("421"):
             await self._close_421()
 
@@ -255,6 +265,12 @@ class LabSMTP(SMTP):
 
 
 @functools.lru_cache(maxsize=256)  # replies repeat; ids in 250 replies just cycle through
+def _wire(text: str, utf8: bool) -> bytes:
+    """A reply as aiosmtpd's ``SMTP.push`` puts it on the wire."""
+    return text.encode("utf-8" if utf8 else "ascii") + b"\r\n"
+
+
+@functools.lru_cache(maxsize=256)  # replies repeat; ids in 250 replies just cycle through
 def _with_enhanced_code(text: str) -> str:
     lines = text.split("\r\n")
     out = []
@@ -303,9 +319,10 @@ async def start_smtp_listener(handler: Any, host: str, port: int, *, hostname: s
     ``reuse_port``: worker processes listen on the same port (SO_REUSEPORT)."""
     loop = asyncio.get_running_loop()
     state = ListenerState(hostname, component, step, max_connections)
+    set_up = ConnectionSetUp()  # one handler, the same arguments: learnt once, reused
 
     def factory() -> LabSMTP:
-        return LabSMTP(handler, state, hostname=hostname, ident="labmail ESMTP",
+        return LabSMTP(handler, state, set_up=set_up, hostname=hostname, ident="labmail ESMTP",
                        data_size_limit=data_size_limit, enable_SMTPUTF8=True,
                        decode_data=False, tls_context=tls_context, timeout=timeout,
                        loop=loop, **smtp_kwargs)
