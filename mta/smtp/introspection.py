@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import types
+from collections.abc import Callable
 from typing import Any
 
 
@@ -40,15 +41,24 @@ def _keep(value: Any, first: object) -> Any:
     return value
 
 
-def _give(value: Any, smtp: object) -> Any:
-    """The kept ``value`` for connection ``smtp``: methods bound to it, dicts its own."""
-    if isinstance(value, _Rebind):
-        return types.MethodType(value.function, smtp)
-    if isinstance(value, dict):
-        return {key: _give(item, smtp) for key, item in value.items()}
-    if isinstance(value, tuple) and hasattr(value, "_fields"):
-        return type(value)(*(_give(item, smtp) for item in value))
-    return value
+Builder = Callable[[object], Any]
+
+
+def _builder(kept: Any) -> Builder | None:
+    """How to make the kept value for a new connection; None: share it as it is. Worked out
+    once, so a connection pays a dict comprehension per table, not a walk with type tests."""
+    if isinstance(kept, _Rebind):
+        function = kept.function
+        return lambda smtp: types.MethodType(function, smtp)
+    if isinstance(kept, dict):  # every connection gets its own, in the same order
+        entries = [(key, item, _builder(item)) for key, item in kept.items()]
+        return lambda smtp: {key: build(smtp) if build else item
+                             for key, item, build in entries}
+    if isinstance(kept, tuple) and hasattr(kept, "_fields"):
+        kind = type(kept)
+        fields = [(item, _builder(item)) for item in kept]
+        return lambda smtp: kind(*(build(smtp) if build else item for item, build in fields))
+    return None
 
 
 def _stream_protocol_names(loop: asyncio.AbstractEventLoop) -> frozenset[str]:
@@ -69,26 +79,26 @@ class ConnectionSetUp:
     def __init__(self) -> None:
         self.learnt = False
         self._shared: dict[str, Any] = {}  # values every connection may hold as they are
-        self._own: dict[str, Any] = {}  # dicts and bound methods: built for each connection
+        self._own: dict[str, Builder] = {}  # dicts and bound methods: built per connection
 
     def learn(self, smtp: Any) -> None:
         per_connection = _stream_protocol_names(smtp.loop)
         for name, value in vars(smtp).items():
             if name in per_connection:
                 continue
-            kept = _keep(value, smtp)
-            if kept is value:
+            build = _builder(_keep(value, smtp))
+            if build is None:
                 self._shared[name] = value
             else:
-                self._own[name] = kept
+                self._own[name] = build
         self.learnt = True
 
     def apply(self, smtp: Any) -> None:
         assert self.learnt
         fields = smtp.__dict__
         fields.update(self._shared)
-        for name, value in self._own.items():
-            fields[name] = _give(value, smtp)
+        for name, build in self._own.items():
+            fields[name] = build(smtp)
         # What SMTP.__init__ hands to StreamReaderProtocol.__init__, fresh for this connection.
         reader = asyncio.StreamReader(loop=smtp.loop, limit=smtp.line_length_limit)
         asyncio.StreamReaderProtocol.__init__(
