@@ -63,7 +63,8 @@ def setup_logging(verbose: bool, trace: bool) -> None:
 # -- serve ---------------------------------------------------------------------------------------
 
 
-async def _serve(config: Config, config_path: Path, worker: bool) -> None:
+async def _serve(config: Config, config_path: Path, worker: bool,
+                 forward_events: bool = False) -> None:
     pool = None
     stop = asyncio.Event()
     if worker:  # one of mta.workers' processes: MX and POP3 on the shared ports
@@ -71,6 +72,8 @@ async def _serve(config: Config, config_path: Path, worker: bool) -> None:
                                         write_accounts=False)
         await workers.watch_parent(stop)
         print(workers.READY, flush=True)
+        if forward_events:  # after READY: from here on standard output carries events
+            await workers.forward_events(server.bus)
     else:
         workers.check_supported(config)
         server = await server_mod.start(config, shared_ports=config.workers > 1)
@@ -79,7 +82,8 @@ async def _serve(config: Config, config_path: Path, worker: bool) -> None:
             print(f"mta: {config.hostname} {name} listening on {listener.host}:{port}",
                   flush=True)
         if config.workers > 1 and ({"mx", "pop3"} & server.ports.keys()):
-            pool = workers.WorkerPool(config_path, config, server.ports, config.workers - 1)
+            pool = workers.WorkerPool(config_path, config, server.ports, config.workers - 1,
+                                      bus=server.bus)
             try:
                 await pool.start()
             except BaseException:
@@ -106,7 +110,7 @@ async def _serve(config: Config, config_path: Path, worker: bool) -> None:
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     setup_logging(args.verbose, args.trace)
     try:
-        asyncio.run(_serve(config, args.config_path, args.worker))
+        asyncio.run(_serve(config, args.config_path, args.worker, args.forward_events))
     except KeyboardInterrupt:
         pass
     except OSError as exc:
@@ -323,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", action="store_true", help="log every protocol line")
     p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # mta.workers
+    p.add_argument("--forward-events", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser("check", help="connect to each listener and expect its greeting")

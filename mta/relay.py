@@ -28,25 +28,30 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from mta import dsn, retry_policy
 from mta.clock import Clock
 from mta.config import Config
+from mta.events import BounceGenerated, Bus, DeliveryAttempt, RouteDecided
 from mta.retry_policy import AttemptKind
-from mta.routing import Hop, RouteError, Router
+from mta.routing import Route, RouteError, Router
 from mta.smtp.client import Attempt, RelayClient
+from mta.smtp.common import message_id_of
 from mta.store import Bounce, Outcome, QueueRow, QueueState, Store, StoreError
 
 log = logging.getLogger("labmail.relay")
 
 MAX_PARALLEL = 20  # SMTP transactions at once per run
+_OUTCOMES = {QueueState.QUEUED: "deferred", QueueState.DELIVERED: "delivered",
+             QueueState.FAILED: "failed"}
 
 
 class RelayWorker:
     """Delivers the outbound queue of one store. ``start()`` the loop or call ``run_once``."""
 
     def __init__(self, config: Config, store: Store, clock: Clock | None = None,
-                 router: Router | None = None) -> None:
+                 router: Router | None = None, bus: Bus | None = None) -> None:
         self.config = config
         self.store = store
         self.clock = clock or Clock()
@@ -58,7 +63,8 @@ class RelayWorker:
         self._unsubscribe = store.on_queued(lambda _queue_id: self.wake())
         self.runs = 0  # completed run_once calls (for tests and the lab)
         self._progress = asyncio.Event()  # set whenever attempts are recorded
-        self.client = RelayClient(config)
+        self.bus = bus if bus is not None else Bus()
+        self.client = RelayClient(config, self.bus)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -152,7 +158,7 @@ class RelayWorker:
             groups: dict[tuple[str, str], list[QueueRow]] = defaultdict(list)
             for row in rows:
                 groups[(row.queue_id, row.domain)].append(row)
-            routes: dict[str, asyncio.Future[list[Hop]]] = {}
+            routes: dict[str, asyncio.Future[Route]] = {}
             limit = asyncio.Semaphore(MAX_PARALLEL)
 
             async def one(group: list[QueueRow]) -> None:
@@ -175,34 +181,47 @@ class RelayWorker:
         self.runs += 1
         return len(rows)
 
-    async def _route(self, domain: str,
-                     routes: dict[str, asyncio.Future[list[Hop]]]) -> list[Hop]:
+    async def _route(self, domain: str, routes: dict[str, asyncio.Future[Route]]) -> Route:
         if domain not in routes:
-            routes[domain] = asyncio.ensure_future(self.router.route(domain))
+            routes[domain] = asyncio.ensure_future(self.router.decide(domain))
         return await asyncio.shield(routes[domain])
 
+    def _ids(self, queue_id: str, message_id: str | None) -> dict[str, Any]:
+        """The envelope of this server's events about a message (contract: mta.events)."""
+        return {"server": self.config.hostname, "domain": self.config.domains[0], "step": 4,
+                "queue_id": queue_id, "message_id": message_id}
+
     async def _deliver(self, group: list[QueueRow], now: float,
-                       routes: dict[str, asyncio.Future[list[Hop]]]) -> None:
+                       routes: dict[str, asyncio.Future[Route]]) -> None:
         first = group[0]
         raw = await self.store.queued_message(first.queue_id)
         if raw is None:
             log.warning("relay: message %s is gone from the queue", first.queue_id)
             return
         recipients = [row.recipient for row in group]
+        message_id = (message_id_of(raw) or None) if self.bus.active else None
+        ids = self._ids(first.queue_id, message_id)
         try:
-            hops = await self._route(first.domain, routes)
+            route = await self._route(first.domain, routes)
         except RouteError as exc:
+            if self.bus.active:
+                self.bus.publish(RouteDecided(**ids, destination=first.domain, error=exc.text))
             kind = AttemptKind.PERMANENT if exc.permanent else AttemptKind.TEMPORARY
             attempt = Attempt(exc.text, kind, exc.status, False, None)
             results = dict.fromkeys(recipients, attempt)
         else:
-            results = await self.client.transmit(hops, first.sender, recipients, raw)
-        await self._record(group, results, raw, now)
+            if self.bus.active:
+                self.bus.publish(RouteDecided(
+                    **ids, destination=first.domain, how=route.how, answer=route.answer,
+                    hops=tuple(f"{hop.host}:{hop.port}" for hop in route.hops)))
+            results = await self.client.transmit(route.hops, first.sender, recipients, raw,
+                                                 (first.queue_id, message_id))
+        await self._record(group, results, raw, now, message_id)
 
     # -- results --------------------------------------------------------------------------------
 
     async def _record(self, group: list[QueueRow], results: dict[str, Attempt], raw: bytes,
-                      now: float) -> None:
+                      now: float, message_id: str | None = None) -> None:
         outcomes: list[Outcome] = []
         failures: list[dsn.FailedRecipient] = []
         for row in group:
@@ -220,12 +239,22 @@ class RelayWorker:
                             "reply": attempt.reply})
             outcomes.append(Outcome(row.id, row.queue_id, state, attempts, next_attempt,
                                     attempt.reply))
+            if self.bus.active:
+                self.bus.publish(DeliveryAttempt(
+                    **self._ids(row.queue_id, message_id), recipients=(row.recipient,),
+                    hop=f"{attempt.remote.host}:{attempt.remote.port}" if attempt.remote else "",
+                    reply=attempt.reply, outcome=_OUTCOMES[state], attempts=attempts,
+                    next_attempt=next_attempt if state == QueueState.QUEUED else None))
             if state == QueueState.FAILED:
                 failures.append(dsn.FailedRecipient(
                     row.recipient, status, attempt.reply, attempt.smtp_reply,
                     attempt.remote.name if attempt.remote else None, now))
         bounce = await self._bounce(group[0], failures, raw, now) if failures else None
         await self.store.record_attempts(outcomes, now=now, bounce=bounce)
+        if bounce is not None and self.bus.active:
+            self.bus.publish(BounceGenerated(
+                **self._ids(group[0].queue_id, message_id), to=group[0].sender,
+                failed=tuple(f.recipient for f in failures), bounce_queue_id=bounce.queue_id))
         self._progress.set()
 
     async def _bounce(self, row: QueueRow, failures: Sequence[dsn.FailedRecipient], raw: bytes,

@@ -44,6 +44,16 @@ class Hop:
         return self.name if self.name == self.host else f"{self.name}[{self.host}]:{self.port}"
 
 
+@dataclass(frozen=True)
+class Route:
+    """A routing decision: the hops in order, how they were found (``static``, ``mx`` or ``a``,
+    the implicit MX) and what the table or DNS answered, as the relay publishes it."""
+
+    hops: list[Hop]
+    how: str
+    answer: tuple[str, ...]
+
+
 class RouteError(Exception):
     """No next hop: ``permanent`` decides between bounce and retry; ``status`` is RFC 3463."""
 
@@ -105,14 +115,18 @@ class Router:
 
     async def route(self, domain: str) -> list[Hop]:
         """The hops to try, in order; raises RouteError when there is none."""
+        return (await self.decide(domain)).hops
+
+    async def decide(self, domain: str) -> Route:
+        """The hops to try and how they were found; raises RouteError when there is none."""
         domain = domain.lower().rstrip(".")
         static = self.config.routes.get(domain) or self.config.routes.get("*")
         if static:
             host, port = static
-            return [Hop(host, port, host)]
+            return Route([Hop(host, port, host)], "static", (f"{host}:{port}",))
         if domain.startswith("["):  # an address literal, RFC 5321 4.1.3
-            return [Hop(domain.strip("[]").removeprefix("IPv6:"), self.config.relay.port,
-                        domain)]
+            address = domain.strip("[]").removeprefix("IPv6:")
+            return Route([Hop(address, self.config.relay.port, domain)], "a", (address,))
         records = await self._mx(domain)
         if not records:  # RFC 5321 5.1: no MX, the domain itself is the implicit MX
             addresses, temporary = await self._addresses(domain)
@@ -120,7 +134,8 @@ class Router:
                 if temporary:
                     raise RouteError(False, "4.4.3", f"{domain}: address lookup failed")
                 raise RouteError(True, "5.1.2", f"{domain}: no MX or address records")
-            return [Hop(a, self.config.relay.port, domain) for a in addresses]
+            return Route([Hop(a, self.config.relay.port, domain) for a in addresses], "a",
+                         tuple(addresses))
         hops: list[Hop] = []
         temporary = False
         for preference, exchange in records:
@@ -131,7 +146,7 @@ class Router:
             if temporary:
                 raise RouteError(False, "4.4.3", f"{domain}: MX host address lookup failed")
             raise RouteError(True, "5.4.4", f"{domain}: no address for any MX host")
-        return hops
+        return Route(hops, "mx", tuple(f"{p} {x}" for p, x in records))
 
     async def _mx(self, domain: str) -> list[tuple[int, str]]:
         try:

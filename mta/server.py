@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from mta import tls
+from mta import tls, trace
 from mta.clock import Clock
 from mta.config import Config
-from mta.events import Bus
+from mta.events import Bus, MessageStored
 from mta.memory import return_large_blocks_to_os
+from mta.pop3_events import POP3Events
 from mta.relay import RelayWorker
 from mta.smtp import mx, submission
 from mta.smtp.faults import FaultInjector
 from mta.smtp.server import start_smtp_listener
-from mta.store import Store
+from mta.store import Delivered, Store
 from pop3.server import POP3Listener, POP3Options
 from pop3.server import start_server as start_pop3
 
@@ -81,7 +83,7 @@ class Server:
         are known once every domain's MX is bound)."""
         if self.relay is None:
             config = self.config if routes is None else replace(self.config, routes=routes)
-            self.relay = RelayWorker(config, self.store, self.clock)
+            self.relay = RelayWorker(config, self.store, self.clock, bus=self.bus)
             self.services.append(self.relay)
         if background:
             self.relay.start()
@@ -110,6 +112,41 @@ async def ensure_accounts(config: Config, store: Store) -> None:
                            for a in config.accounts))
 
 
+def publish_stored(server: Server, delivered: Delivered) -> None:
+    """Publish one ``MessageStored`` per mailbox entry a delivery committed (end of step 4).
+
+    Called by the store after the commit (``Store.on_delivery``), so a consumer that sees the
+    event finds the message in the store.
+    """
+    bus = server.bus
+    if not bus.active:
+        return
+    config = server.config
+    for (owner, uid), row_id in zip(delivered.entries, delivered.ids, strict=True):
+        bus.publish(MessageStored(
+            server=config.hostname, domain=config.domains[0], step=4,
+            queue_id=delivered.queue_id or None, message_id=delivered.message_id or None,
+            mailbox_id=row_id, uidl=uid, owner=owner, size=delivered.size,
+            sender=delivered.sender))
+
+
+async def _listen_pop3(server: Server, tls_context: ssl.SSLContext | None,
+                       shared_ports: bool) -> POP3Listening:
+    config, limits = server.config, server.config.limits
+    assert config.listeners.pop3 is not None
+    return POP3Listening(await start_pop3(
+        server.store, config.listeners.pop3.host, config.listeners.pop3.port,
+        POP3Options(config.hostname,
+                    allow_plaintext_auth=config.allow_plaintext_auth,
+                    apop=any(account.apop for account in config.accounts),
+                    idle_timeout=limits.pop3_idle_timeout,
+                    max_connections=limits.max_connections,
+                    failed_auth_delay=limits.failed_auth_delay,
+                    lock_lease=limits.pop3_lock_lease),
+        tls_context, reuse_port=shared_ports,
+        observer=POP3Events(server.bus, config.hostname, config.domains[0])))
+
+
 async def start(config: Config, *, clock: Clock | None = None, relay: bool = True,
                 shared_ports: bool = False, write_accounts: bool = True,
                 bus: Bus | None = None) -> Server:
@@ -125,6 +162,10 @@ async def start(config: Config, *, clock: Clock | None = None, relay: bool = Tru
     store = await Store.open(config.database)
     server = Server(config, store, FaultInjector(config.faults.mx_replies), clock=clock or Clock(),
                     bus=bus if bus is not None else Bus())
+    if trace.enabled():  # the labmail.trace log (``--trace``) is a subscriber of the bus
+        trace.follow(server.bus)
+    store.on_delivery(lambda delivered: publish_stored(server, delivered))
+    published = {"bus": server.bus, "domain": config.domains[0]}
     try:
         if write_accounts:
             await ensure_accounts(config, store)
@@ -137,7 +178,8 @@ async def start(config: Config, *, clock: Clock | None = None, relay: bool = Tru
                 hostname=config.hostname, component="mx", step=4,
                 max_connections=limits.max_connections,
                 data_size_limit=limits.max_message_size, timeout=limits.command_timeout,
-                tls_context=tls_context, reuse_port=shared_ports, **mx.handler_kwargs(config))
+                tls_context=tls_context, reuse_port=shared_ports, **published,
+                **mx.handler_kwargs(config))
         if config.listeners.submission:
             if tls_context is None and not config.allow_plaintext_auth:
                 log.warning("submission: no TLS and plain-text AUTH not allowed: "
@@ -148,20 +190,11 @@ async def start(config: Config, *, clock: Clock | None = None, relay: bool = Tru
                 hostname=config.hostname, component="submission", step=3,
                 max_connections=limits.max_connections,
                 data_size_limit=limits.max_message_size, timeout=limits.command_timeout,
-                tls_context=tls_context, **submission.handler_kwargs(config))
+                tls_context=tls_context, **published, **submission.handler_kwargs(config))
             if relay:
                 server.start_relay()
         if config.listeners.pop3:
-            server.listeners["pop3"] = POP3Listening(await start_pop3(
-                store, config.listeners.pop3.host, config.listeners.pop3.port,
-                POP3Options(config.hostname,
-                            allow_plaintext_auth=config.allow_plaintext_auth,
-                            apop=any(account.apop for account in config.accounts),
-                            idle_timeout=limits.pop3_idle_timeout,
-                            max_connections=limits.max_connections,
-                            failed_auth_delay=limits.failed_auth_delay,
-                            lock_lease=limits.pop3_lock_lease),
-                tls_context, reuse_port=shared_ports))
+            server.listeners["pop3"] = await _listen_pop3(server, tls_context, shared_ports)
         for name, port in server.ports.items():
             log.info("%s listening on %s:%d", name, getattr(config.listeners, name).host, port)
     except BaseException:

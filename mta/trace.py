@@ -1,40 +1,46 @@
-"""The delivery trace: every protocol line of steps 3, 4 and 5, as the server sees it.
+"""The ``--trace`` log: every protocol line of steps 3, 4 and 5, read from the event bus.
 
-All hops report through one stdlib logger, ``labmail.trace``, with structured fields
-(step, component, peer, direction "C" client or "S" server, line), so no package imports
-another to be traced. ``mta serve --trace`` prints them; the demo and tests collect them.
+The servers publish ``ProtocolLine`` events (``mta.events``); this subscriber writes each one,
+already masked, to the ``labmail.trace`` logger with the fields the CLI's formatter prints
+(step, component, peer, direction "C" client or "S" server, line). ``mta serve --trace`` is
+this subscriber plus a formatter; the servers themselves log nothing here.
+
+The subscriber writes while the event is published (synchronously, in publishing order), so
+the lines interleave with the servers' other log records exactly as they happen.
 """
 
 from __future__ import annotations
 
 import logging
-import re
+import weakref
+
+from mta.events import Bus, Event, ProtocolLine
 
 TRACE = logging.getLogger("labmail.trace")
 
-_AUTH = re.compile(r"^(AUTH\s+\S+)(\s+.*)?$", re.IGNORECASE)
+_FOLLOWED: weakref.WeakSet[Bus] = weakref.WeakSet()
 
 
 def enabled() -> bool:
     return TRACE.isEnabledFor(logging.DEBUG)
 
 
-def mask(line: str) -> str:
-    """Hide AUTH secrets: ``AUTH PLAIN <b64>`` -> ``AUTH PLAIN ****``."""
-    match = _AUTH.match(line)
-    if match and match.group(2):
-        return match.group(1) + " ****"
-    return line
+def _log(event: Event) -> bool:
+    if type(event) is ProtocolLine:
+        TRACE.debug("%s %s %s: %s", event.listener, event.peer, event.direction, event.line,
+                    extra={"step": event.step, "component": event.listener,
+                           "peer": event.peer, "direction": event.direction,
+                           "line": event.line})
+    return False  # nothing is queued: the line is written now
 
 
-def line(step: int, component: str, peer: str, direction: str, text: str) -> None:
-    TRACE.debug("%s %s %s: %s", component, peer, direction, text,
-                extra={"step": step, "component": component, "peer": peer,
-                       "direction": direction, "line": text})
+def follow(bus: Bus) -> None:
+    """Write the protocol lines published on ``bus`` to ``labmail.trace`` (once per bus).
 
-
-def peer_text(peer: object) -> str:
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
-        return f"{host}:{peer[1]}"
-    return str(peer)
+    The bus has no callback subscribers; a subscription whose predicate writes the line and
+    accepts nothing sees every event as it is published and never queues or drops one.
+    """
+    if bus in _FOLLOWED:
+        return
+    _FOLLOWED.add(bus)
+    bus.subscribe(maxsize=0, predicate=_log)

@@ -11,12 +11,21 @@ the relay must be the queue's one reader.
 A worker that dies is started again (at most ``MAX_RESTARTS`` a minute); stopping the server
 stops its workers, and a worker whose first process is gone (even SIGKILLed) stops too: it
 watches the pipe the first process holds open on its standard input.
+
+Events: when the first process's bus has listeners as the workers start (``--trace``, an event
+history), each worker runs with ``--forward-events`` and writes its events, one JSON object
+(``Event.to_dict``) a line, on the standard output the first process already reads; the first
+process publishes them (``events.from_dict``) on its own bus, so one consumer sees every
+session. A worker never waits for the pipe: past ``FORWARD_BUFFER`` unsent octets it drops
+events and counts them, as a slow subscriber would. Without listeners nothing is forwarded and
+the workers' buses stay inactive (no event is built).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -24,13 +33,46 @@ import sys
 import time
 from pathlib import Path
 
+from mta import events
 from mta.config import Config, ConfigError
+from mta.events import Bus
 
 log = logging.getLogger("labmail.workers")
 
 READY = "mta: worker ready"
 MAX_RESTARTS = 5
 START_TIMEOUT = 30.0
+FORWARD_BUFFER = 4 * 1024 * 1024  # unsent event octets a worker holds before dropping
+
+
+async def forward_events(bus: Bus) -> asyncio.Task[None]:
+    """In a worker: write every event of ``bus`` to standard output as JSON lines, without
+    ever blocking the event loop (a task; the transport buffers, then events are dropped)."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(1, "wb", 0))
+    subscription = bus.subscribe()
+
+    async def run() -> None:
+        async for event in subscription:
+            if transport.is_closing():
+                return
+            if transport.get_write_buffer_size() > FORWARD_BUFFER:
+                bus.dropped += 1
+                continue
+            transport.write(json.dumps(event.to_dict()).encode() + b"\n")
+
+    return loop.create_task(run(), name="forward-events")
+
+
+async def receive_events(stream: asyncio.StreamReader, bus: Bus) -> None:
+    """In the first process: publish the events a worker writes until its output ends."""
+    while line := await stream.readline():
+        try:
+            event = events.from_dict(json.loads(line))
+        except (ValueError, KeyError, TypeError):
+            log.warning("worker wrote something that is not an event: %r", line[:200])
+            continue
+        bus.publish(event)
 
 
 def check_supported(config: Config) -> None:
@@ -60,9 +102,10 @@ class WorkerPool:
     """``count`` worker processes running ``mta serve --worker`` on the bound ports."""
 
     def __init__(self, config_path: Path, config: Config, ports: dict[str, int],
-                 count: int) -> None:
+                 count: int, bus: Bus | None = None) -> None:
         self.config_path = config_path
         self.count = count
+        self.bus = bus  # where the workers' events go; None: they send none
         self.env = dict(os.environ)
         for name in ("mx", "pop3"):
             listener = getattr(config.listeners, name)
@@ -72,6 +115,7 @@ class WorkerPool:
         self.env["LABMAIL_WORKERS"] = "1"
         self.processes: list[asyncio.subprocess.Process] = []
         self._watchers: list[asyncio.Task[None]] = []
+        self._receivers: set[asyncio.Task[None]] = set()
         self._restarts: list[float] = []
         self._closing = False
 
@@ -83,9 +127,11 @@ class WorkerPool:
                  ", ".join(str(p.pid) for p in self.processes))
 
     async def _spawn(self) -> asyncio.subprocess.Process:
+        forward = ["--forward-events"] if self.bus is not None and self.bus.active else []
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "mta", "--config", str(self.config_path), "serve", "--worker",
-            env=self.env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            *forward, env=self.env, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE)
         assert proc.stdout is not None
         try:
             async with asyncio.timeout(START_TIMEOUT):
@@ -94,12 +140,17 @@ class WorkerPool:
                     if not line:
                         raise RuntimeError(f"worker {proc.pid} exited while starting")
                     if line.decode(errors="replace").strip() == READY:
-                        return proc
+                        break
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
             raise
+        if forward and self.bus is not None:
+            task = asyncio.create_task(receive_events(proc.stdout, self.bus))
+            self._receivers.add(task)
+            task.add_done_callback(self._receivers.discard)
+        return proc
 
     async def _watch(self, index: int) -> None:
         while not self._closing:
@@ -136,3 +187,4 @@ class WorkerPool:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
+        await asyncio.gather(*self._receivers, return_exceptions=True)

@@ -210,10 +210,7 @@ class _progress:
 
 def _run_list(args: argparse.Namespace) -> int:
     profile = profile_of(args)
-    rows = [
-        render.list_row(m.number, render.parse(m.data), len(m.data))
-        for m in folder.messages(profile.maildir)
-    ]
+    rows = [_list_row(m) for m in folder.messages(profile.maildir)]
     if _is_terminal(sys.stdout):
         from rich.console import Console
         from rich.table import Table
@@ -232,6 +229,16 @@ def _run_list(args: argparse.Namespace) -> int:
         print(f"{r.number:>4}  {r.date:16}  {_cut(r.sender, 24)}  "
               f"{render.human_size(r.size):>9}  {'@' if r.has_attachments else ' '}  {r.subject}")
     return 0
+
+
+def _list_row(stored: folder.StoredMessage) -> render.ListRow:
+    """One message's row; a message that cannot be rendered still gets its row, so one
+    hostile message never hides the rest of the folder."""
+    try:
+        return render.list_row(stored.number, render.parse(stored.data), len(stored.data))
+    except Exception as e:  # a bug met on hostile input: show it in the row, keep listing
+        return render.ListRow(stored.number, "", "", f"[cannot be shown: {type(e).__name__}]",
+                              len(stored.data), False)
 
 
 def _cut(text: str, width: int) -> str:

@@ -26,10 +26,10 @@ from typing import Any
 
 from pop3 import protocol as p
 from pop3.maildrop import Maildrop
+from pop3.observer import Observer
 from pop3.readahead import ReadAhead
 
 log = logging.getLogger("labmail.pop3")
-trace_log = logging.getLogger("labmail.trace")
 
 TOO_MANY_CONNECTIONS = b"-ERR [SYS/TEMP] too many connections\r\n"
 LINE_TOO_LONG = b"-ERR line too long\r\n"
@@ -84,11 +84,13 @@ async def start_server(
     ssl_context: ssl.SSLContext | None = None,
     *,
     reuse_port: bool = False,
+    observer: Observer | None = None,
 ) -> POP3Listener:
     """Listen on host:port (0 picks a free port); STLS is offered when ssl_context is given.
 
-    ``reuse_port``: other processes may listen on the same port (SO_REUSEPORT)."""
-    server = POP3Server(maildrop, options, ssl_context)
+    ``reuse_port``: other processes may listen on the same port (SO_REUSEPORT);
+    ``observer``: told what each session does (``pop3.observer``)."""
+    server = POP3Server(maildrop, options, ssl_context, observer)
     listening = await asyncio.start_server(server.handle_connection, host, port,
                                            limit=options.max_line, reuse_port=reuse_port or None)
     return POP3Listener(listening, server)
@@ -120,9 +122,11 @@ class POP3Server:
     """State shared by all sessions: the live sessions and failed logins per address."""
 
     def __init__(
-        self, maildrop: Maildrop, options: POP3Options, ssl_context: ssl.SSLContext | None
+        self, maildrop: Maildrop, options: POP3Options, ssl_context: ssl.SSLContext | None,
+        observer: Observer | None = None,
     ) -> None:
         self.maildrop = maildrop
+        self.observer = observer
         self.options = options
         self.ssl_context = ssl_context
         self.failures: dict[str, int] = {}
@@ -188,6 +192,9 @@ class Session:
         self.locked: str | None = None
         self.lock_lost = False
         self.renewer: asyncio.Task[None] | None = None
+        self.observer = server.observer
+        self.id = secrets.token_hex(5)
+        self.listing: dict[int, tuple[str, int]] = {}  # entry id -> (UIDL, size), for events
         self.lines: deque[bytes] = deque()  # complete command lines not yet handled
         self.partial = bytearray()  # the start of the next line
         self.overlong = False  # dropping the rest of a line already longer than max_line
@@ -206,8 +213,15 @@ class Session:
             apop_timestamp=timestamp,
         )
 
+    def watched(self) -> Observer | None:
+        """The observer, when it is listening."""
+        observer = self.observer
+        return observer if observer is not None and observer.active else None
+
     async def run(self) -> None:
         self.arm_idle_timer(self.options.idle_timeout)
+        if observer := self.watched():
+            observer.opened(self.id, self.peer, False)
         try:
             await self.carry_out(self.core.greeting())
             await self.flush()
@@ -232,13 +246,16 @@ class Session:
             self.writer.close()
             with contextlib.suppress(Exception):
                 await self.writer.wait_closed()
+            if observer := self.watched():
+                observer.closed(self.id, self.peer, self.core.tls_active,
+                                self.core.owner)
 
     async def handle_line(self, raw: bytes) -> None:
         if len(raw) > self.options.max_line:
             self.trace("C", f"<{len(raw)} octets, too long>")
             self.send(p.Send(LINE_TOO_LONG, (LINE_TOO_LONG.decode().rstrip(),)))
             return
-        if trace_log.isEnabledFor(logging.DEBUG):
+        if self.watched():
             self.trace("C", self.core.describe_client_line(raw))
         await self.carry_out(self.core.receive_line(raw))
 
@@ -353,18 +370,31 @@ class Session:
                     self.renewer = asyncio.create_task(self.renew_lock(owner))
                 return ok
             case p.ListEntries(owner=owner):
-                return await md.list_entries(owner)
+                entries = await md.list_entries(owner)
+                self.listing = {e.id: (e.uid, e.size) for e in entries}
+                return entries
             case p.Fetch(owner=owner, entry_id=entry_id):
-                try:
-                    return await md.fetch(owner, entry_id)
-                except KeyError:
-                    return None
+                return await self.fetch(owner, entry_id)
             case p.Delete(owner=owner, entry_ids=ids):
                 if self.lock_lost or self.locked != owner:
                     raise RuntimeError("maildrop lock lost before UPDATE")
                 await md.delete(owner, ids)
+                if observer := self.watched():
+                    observer.deleted(self.id, owner,
+                                     [(i, self.listing.get(i, ("", 0))[0]) for i in ids])
                 return None
         raise TypeError(f"unknown request {request!r}")
+
+    async def fetch(self, owner: str, entry_id: int) -> bytes | None:
+        """RETR and TOP's message (None if it is gone), reported to the observer."""
+        try:
+            raw = await self.maildrop.fetch(owner, entry_id)
+        except KeyError:
+            return None
+        if (observer := self.watched()) and entry_id in self.listing:
+            uid, size = self.listing[entry_id]
+            observer.retrieved(self.id, owner, entry_id, uid, size)
+        return raw
 
     async def renew_lock(self, owner: str) -> None:
         lease = self.options.lock_lease
@@ -418,7 +448,7 @@ class Session:
         self.queue_output(action.data)
         if action.body:
             self.queue_output(action.body)
-        if trace_log.isEnabledFor(logging.DEBUG):
+        if self.watched():
             for text in action.trace:
                 self.trace("S", text)
 
@@ -443,7 +473,5 @@ class Session:
         await self.writer.drain()
 
     def trace(self, direction: str, text: str) -> None:
-        if trace_log.isEnabledFor(logging.DEBUG):
-            extra = {"step": 5, "component": "pop3", "peer": self.peer}
-            extra |= {"direction": direction, "line": text}
-            trace_log.debug("%s %s %s", self.peer, direction, text, extra=extra)
+        if observer := self.watched():
+            observer.line(self.id, self.peer, direction, text)

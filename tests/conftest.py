@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 import trustme
 
 from mta.config import Config, from_dict
+from mta.events import Bus, Event, ProtocolLine
 from mta.server import Server, start
 
 
@@ -69,11 +69,11 @@ def config_factory(tmp_path: Path) -> Callable[..., Config]:
 
 
 @pytest.fixture
-async def server_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+async def server_factory(tmp_path: Path, bus: Bus) -> AsyncIterator[Callable[..., Any]]:
     started: list[Server] = []
 
-    async def factory(**overrides: Any) -> Server:
-        server = await start(make_config(tmp_path, **overrides))
+    async def factory(*, bus: Bus = bus, **overrides: Any) -> Server:
+        server = await start(make_config(tmp_path, **overrides), bus=bus)
         started.append(server)
         return server
 
@@ -88,20 +88,27 @@ async def mx(server_factory: Callable[..., Any]) -> Server:
     return await server_factory()
 
 
+class TraceLines(list[ProtocolLine]):
+    """The protocol lines published on every bus it follows, in publishing order."""
+
+    def follow(self, bus: Bus) -> None:
+        bus.subscribe(maxsize=0, predicate=self._keep)  # kept as published, never queued
+
+    def _keep(self, event: Event) -> bool:
+        if isinstance(event, ProtocolLine):
+            self.append(event)
+        return False
+
+
 @pytest.fixture
-def trace_lines() -> Any:
-    """Collects labmail.trace records for the duration of a test."""
-    records: list[logging.LogRecord] = []
+def bus() -> Bus:
+    """The event bus the test's servers publish on (``server_factory``)."""
+    return Bus()
 
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
 
-    logger = logging.getLogger("labmail.trace")
-    handler = Collect(logging.DEBUG)
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    yield records
-    logger.removeHandler(handler)
-    logger.setLevel(old_level)
+@pytest.fixture
+def trace_lines(bus: Bus) -> TraceLines:
+    """The protocol lines of the test's servers (labs from ``lab_factory`` too)."""
+    lines = TraceLines()
+    lines.follow(bus)
+    return lines

@@ -6,11 +6,11 @@ when offered, unverified unless ``relay.verify_tls``; if the handshake fails (an
 are not verified) the transaction is retried at once in plain text. Sessions that ended with a
 ``2xx`` are kept for the next transaction to the same hop (``mta.smtp.connections``).
 
-``TracedSMTP`` is aiosmtplib reporting each protocol line it exchanges: the receiving server
-traces both directions; this is the sending server's own view of the same hop, so
-``mta serve --trace`` on the sender shows the relay dialogue too (component ``relay``, step 4,
-on the ``labmail.trace`` logger). Message data is summarised as ``<message, N octets>``; nothing
-secret passes here (the relay does not log in).
+``TracedSMTP`` is aiosmtplib publishing its session and each protocol line it exchanges on the
+bus: the receiving server publishes both directions; this is the sending server's own view of
+the same hop, so ``mta serve --trace`` on the sender shows the relay dialogue too (listener
+``relay``, step 4). Message data is summarised as ``<message, N octets>``; nothing secret
+passes here (the relay does not log in).
 """
 
 from __future__ import annotations
@@ -18,14 +18,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import secrets
 import ssl
 from dataclasses import dataclass
 from typing import Any
 
 import aiosmtplib
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
-from mta import dsn, trace
+from mta import dsn
 from mta.config import Config
+from mta.events import Bus, Event, ProtocolLine, SessionClosed, SessionOpened
 from mta.retry_policy import AttemptKind
 from mta.routing import Hop
 from mta.smtp.connections import SessionCache, close_session
@@ -78,8 +81,9 @@ class _TLSFailed(_HopFailed):
 class RelayClient:
     """Mail transactions with next hops, over cached sessions; ``close()`` QUITs them."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, bus: Bus | None = None) -> None:
         self.config = config
+        self.bus = bus if bus is not None else Bus()
         self._sessions = SessionCache()
         self._closing_sessions: set[asyncio.Task[None]] = set()
         self._reuse = True
@@ -93,12 +97,14 @@ class RelayClient:
         await asyncio.gather(*self._closing_sessions, return_exceptions=True)
 
     async def transmit(self, hops: list[Hop], sender: str, recipients: list[str],
-                       raw: bytes) -> dict[str, Attempt]:
-        """One transaction with the first hop that answers; a status per recipient."""
+                       raw: bytes, ids: tuple[str | None, str | None] = (None, None)
+                       ) -> dict[str, Attempt]:
+        """One transaction with the first hop that answers; a status per recipient.
+        ``ids``: the queue id and Message-ID the transaction's protocol lines carry."""
         failure = temporary("no next hop")
         for hop in hops:
             try:
-                return await self._session(hop, sender, recipients, raw, tls=True)
+                return await self._session(hop, sender, recipients, raw, ids, tls=True)
             except _TLSFailed as exc:
                 failure = exc.attempt
                 if self.config.relay.verify_tls:
@@ -106,7 +112,7 @@ class RelayClient:
                 log.info("relay: TLS with %s failed (%s); retrying without TLS", hop,
                          exc.attempt.reply)
                 try:
-                    return await self._session(hop, sender, recipients, raw, tls=False)
+                    return await self._session(hop, sender, recipients, raw, ids, tls=False)
                 except _HopFailed as again:
                     failure = again.attempt
             except _HopFailed as exc:
@@ -123,14 +129,15 @@ class RelayClient:
             context.verify_mode = ssl.CERT_NONE
         return context
 
-    async def _session(self, hop: Hop, sender: str, recipients: list[str], raw: bytes, *,
-                       tls: bool) -> dict[str, Attempt]:
+    async def _session(self, hop: Hop, sender: str, recipients: list[str], raw: bytes,
+                       ids: tuple[str | None, str | None], *, tls: bool
+                       ) -> dict[str, Attempt]:
         key = (hop.host, hop.port, hop.name, tls)
         cached = self._sessions.take(key)
         if cached is not None:
             try:
                 results, reusable = await self._transaction(cached, hop, sender, recipients,
-                                                            raw, fresh=False)
+                                                            raw, ids, fresh=False)
             except _Stale:
                 await close_session(cached)  # closed by the server meanwhile: start afresh
             else:
@@ -139,14 +146,14 @@ class RelayClient:
         client = await self._open(hop, tls)
         try:
             results, reusable = await self._transaction(client, hop, sender, recipients, raw,
-                                                        fresh=True)
+                                                        ids, fresh=True)
         except BaseException:
             await close_session(client)
             raise
         self._done_with(key, client, reusable)
         return results
 
-    def _done_with(self, key: tuple[str, int, str, bool], client: aiosmtplib.SMTP,
+    def _done_with(self, key: tuple[str, int, str, bool], client: TracedSMTP,
                    reusable: bool) -> None:
         if reusable and self._reuse:
             self._sessions.give(key, client)
@@ -155,12 +162,14 @@ class RelayClient:
             self._closing_sessions.add(task)
             task.add_done_callback(self._closing_sessions.discard)
 
-    async def _open(self, hop: Hop, tls: bool) -> aiosmtplib.SMTP:
+    async def _open(self, hop: Hop, tls: bool) -> TracedSMTP:
         """A new session to ``hop``, after EHLO (and STARTTLS when ``tls`` and offered)."""
         relay = self.config.relay
         client = TracedSMTP(hostname=hop.host, port=hop.port,
                             local_hostname=self.config.hostname, start_tls=False,
-                            timeout=relay.command_timeout, validate_certs=relay.verify_tls)
+                            timeout=relay.command_timeout, validate_certs=relay.verify_tls,
+                            bus=self.bus, server=self.config.hostname,
+                            domain=self.config.domains[0])
         try:
             try:
                 await client.connect(timeout=relay.connect_timeout)
@@ -193,11 +202,22 @@ class RelayClient:
         except aiosmtplib.SMTPHeloError:
             await client.helo()
 
-    async def _transaction(self, client: aiosmtplib.SMTP, hop: Hop, sender: str,
-                           recipients: list[str], raw: bytes, *, fresh: bool
+    async def _transaction(self, client: TracedSMTP, hop: Hop, sender: str,
+                           recipients: list[str], raw: bytes,
+                           ids: tuple[str | None, str | None], *, fresh: bool
                            ) -> tuple[dict[str, Attempt], bool]:
         """One mail transaction; the results and whether the session can carry another
         (only after a 2xx: a server that refused something gets a fresh start next time)."""
+        client.transaction = ids
+        try:
+            return await self._transaction_lines(client, hop, sender, recipients, raw,
+                                                 fresh=fresh)
+        finally:
+            client.transaction = (None, None)
+
+    async def _transaction_lines(self, client: TracedSMTP, hop: Hop, sender: str,
+                                 recipients: list[str], raw: bytes, *, fresh: bool
+                                 ) -> tuple[dict[str, Attempt], bool]:
         options = _mail_options(client, raw)
         utf8 = not (sender.isascii() and all(r.isascii() for r in recipients))
         if utf8:
@@ -283,45 +303,88 @@ def _error(exc: BaseException) -> str:
 
 
 class TracedSMTP(aiosmtplib.SMTP):
-    """``aiosmtplib.SMTP`` whose commands and replies go to the delivery trace."""
+    """``aiosmtplib.SMTP`` publishing its session and each protocol line it exchanges.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    The receiving server publishes both directions too; this is the sending server's own view
+    of the same hop (listener ``relay``, step 4). Lines of a transaction carry the queue id and
+    Message-ID the relay sets on ``transaction`` (the contract in ``mta.events``).
+    """
+
+    def __init__(self, *args: Any, bus: Bus, server: str, domain: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.trace_peer = f"{self.hostname}:{self.port}"
+        self.peer = f"{self.hostname}:{self.port}"
+        self.bus = bus
+        self._ids = {"server": server, "domain": domain, "step": 4,
+                     "session": secrets.token_hex(5)}
+        self.transaction: tuple[str | None, str | None] = (None, None)  # queue id, Message-ID
+        self._opened = False
 
-    def _client(self, text: str) -> None:
-        trace.line(4, "relay", self.trace_peer, "C", text)
+    def _publish(self, cls: type[Event], **fields: Any) -> None:
+        self.bus.publish(cls(**self._ids, listener="relay", peer=self.peer, **fields))
+
+    def _line(self, direction: str, text: str) -> None:
+        queue_id, message_id = self.transaction
+        self._publish(ProtocolLine, queue_id=queue_id, message_id=message_id,
+                      direction=direction, line=text)
 
     def _server(self, response: aiosmtplib.SMTPResponse) -> aiosmtplib.SMTPResponse:
-        if trace.enabled():
+        if self.bus.active:
             lines = response.message.split("\n")
             for i, text in enumerate(lines):
                 sep = " " if i == len(lines) - 1 else "-"
-                trace.line(4, "relay", self.trace_peer, "S",
-                           f"{response.code}{sep}{text}".rstrip())
+                self._line("S", f"{response.code}{sep}{text}".rstrip())
         return response
 
     async def connect(self, *args: Any, **kwargs: Any) -> aiosmtplib.SMTPResponse:
-        return self._server(await super().connect(*args, **kwargs))
+        response = await super().connect(*args, **kwargs)
+        self._opened = True
+        if self.bus.active:
+            self._publish(SessionOpened, tls=self.use_tls)
+        return self._server(response)
+
+    def close(self) -> None:
+        super().close()
+        if self._opened:
+            self._opened = False
+            if self.bus.active:
+                self._publish(SessionClosed, tls=self.use_tls or self._tls_on)
+
+    @property
+    def _tls_on(self) -> bool:
+        return self.transport is not None and self.get_transport_info("sslcontext") is not None
 
     async def execute_command(self, *args: bytes, **kwargs: Any) -> aiosmtplib.SMTPResponse:
-        if trace.enabled():
-            self._client(b" ".join(args).decode("utf-8", "replace"))
+        if self.bus.active:
+            self._line("C", b" ".join(args).decode("utf-8", "replace"))
         return self._server(await super().execute_command(*args, **kwargs))
 
     async def starttls(self, *args: Any, **kwargs: Any) -> aiosmtplib.SMTPResponse:
-        if trace.enabled():
-            self._client("STARTTLS")
+        if self.bus.active:
+            self._line("C", "STARTTLS")
         return self._server(await super().starttls(*args, **kwargs))
 
     async def data(self, message: str | bytes, /, **kwargs: Any) -> aiosmtplib.SMTPResponse:
-        if trace.enabled():
-            self._client("DATA")
-            self._client(f"<message, {len(message)} octets>")
-            self._client(".")
+        """DATA, its ``354``, the message (summarised) and the reply to it."""
+        # aiosmtplib's own data() reads the 354 inside its protocol, out of sight; the same two
+        # steps over public calls show it. One transaction at a time uses a session, so nothing
+        # comes between DATA and the message (RFC 5321 4.1.1.4; dot-stuffing as aiosmtplib's).
+        if isinstance(message, str):
+            message = message.encode("ascii")
+        start = await self.execute_command(b"DATA")
+        if start.code != 354:
+            raise aiosmtplib.SMTPDataError(start.code, start.message)
+        if self.bus.active:
+            self._line("C", f"<message, {len(message)} octets>")
+            self._line("C", ".")
+        if self.protocol is None:
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        payload = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message)) + b".\r\n"
+        self.protocol.write(payload)
         try:
-            response = await super().data(message, **kwargs)
-        except aiosmtplib.SMTPResponseException as exc:
-            self._server(aiosmtplib.SMTPResponse(exc.code, exc.message))
+            response = self._server(await self.protocol.read_response(timeout=self.timeout))
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+            self.close()
             raise
-        return self._server(response)
+        if response.code != 250:
+            raise aiosmtplib.SMTPDataError(response.code, response.message)
+        return response

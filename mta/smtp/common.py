@@ -11,9 +11,10 @@ from typing import Any
 
 from aiosmtpd.smtp import Envelope, Session, TLSSetupException
 
-from mta import replies, trace
+from mta import replies
 from mta.addresses import AddressError, parse
 from mta.config import Config
+from mta.events import peer_text
 from mta.message import header_section, received_header, with_protocol
 from mta.store import Store
 
@@ -33,9 +34,9 @@ def message_id_of(raw: bytes) -> str:
 def txn_extra(component: str, hostname: str, session: Session, raw: bytes,
               queue_id: str | None) -> dict[str, Any]:
     """Structured fields of a transaction's log record: they tie the message (Message-ID,
-    queue id) to the traced session (component and peer as in ``labmail.trace``)."""
+    queue id) to the session (component and peer as in its events)."""
     return {"component": component, "hostname": hostname,
-            "peer": trace.peer_text(session.peer), "queue_id": queue_id,
+            "peer": peer_text(session.peer), "queue_id": queue_id,
             "message_id": message_id_of(raw)}
 
 

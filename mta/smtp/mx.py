@@ -21,6 +21,7 @@ from mta.smtp.common import (
     check_sender,
     exception_reply,
     extend_ehlo,
+    message_id_of,
     peer_ip,
     received_for,
     smtputf8_requested,
@@ -81,13 +82,15 @@ class InboundHandler:
         if count_received(raw) >= self.config.limits.max_received_headers:
             log.warning("mx refused message from %s: mail loop", envelope.mail_from)
             return replies.MAIL_LOOP
-        queue_id = new_queue_id()
+        queue_id = envelope.queue_id or new_queue_id()
         sender = "" if envelope.mail_from == "<>" else (envelope.mail_from or "")
         trace_headers = return_path(sender) + received_for(
             session, envelope, self.config.hostname, queue_id, auth=False)
+        if server.state.bus.active:  # for the accepted and stored events only
+            envelope.message_id = message_id_of(raw)
         try:
             await self.store.deliver(list(dict.fromkeys(envelope.owners)), raw, sender, queue_id,
-                                     prefix=trace_headers)
+                                     prefix=trace_headers, message_id=envelope.message_id or "")
         except StoreError as exc:
             log.error("mx could not store message from %s: %s", sender or "<>", exc)
             return replies.TEMPORARY_FAILURE

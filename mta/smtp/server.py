@@ -1,9 +1,10 @@
 """SMTP listener plumbing shared by the submission (step 3) and MX (step 4) listeners.
 
 aiosmtpd does the protocol; this module adds what a real server needs around it: enhanced status
-codes on every reply (aiosmtpd's own carry none, RFC 2034), the protocol trace, a connection
-limit, RFC 5321 size limits, and a clean shutdown (idle sessions get ``421``; a transaction in
-flight finishes first). It binds with ``loop.create_server``, so port 0 works.
+codes on every reply (aiosmtpd's own carry none, RFC 2034), the session's events on the bus
+(``mta.smtp.observed``), a connection limit, RFC 5321 size limits, and a clean shutdown (idle
+sessions get ``421``; a transaction in flight finishes first). It binds with
+``loop.create_server``, so port 0 works.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope
 
-from mta import replies, trace
+from mta import replies
+from mta.events import Bus, peer_text
 from mta.smtp.data import DataBuffer, DataState
 from mta.smtp.introspection import ConnectionSetUp
+from mta.smtp.observed import Observed
+from mta.store import new_queue_id
 
 log = logging.getLogger("labmail.smtp")
 
@@ -39,6 +43,8 @@ class ListenerState:
     component: str  # "mx" or "submission"
     step: int
     max_connections: int
+    domain: str = ""  # the first mail domain served, for events
+    bus: Bus = field(default_factory=Bus)
     sessions: set[LabSMTP] = field(default_factory=set)
     closing: bool = False
     idle: asyncio.Event = field(default_factory=asyncio.Event)
@@ -53,15 +59,19 @@ class LabEnvelope(Envelope):
 
     owners: list[str]  # local mailboxes receiving the message, one per accepted recipient
     remote: list[str]  # submission: recipients in other domains, for the outbound queue
+    queue_id: str | None  # given at MAIL FROM; the 250 reply to the data names it
+    message_id: str | None  # the Message-ID the stored message carries (handlers, for events)
 
     def __init__(self) -> None:
         super().__init__()
         self.owners = []
         self.remote = []
+        self.queue_id = None
+        self.message_id = None
 
 
-class LabSMTP(SMTP):
-    """aiosmtpd's SMTP protocol with labmail's limits, trace and reply conventions."""
+class LabSMTP(Observed, SMTP):
+    """aiosmtpd's SMTP protocol with labmail's limits, events and reply conventions."""
 
     local_part_limit = 64
     envelope: LabEnvelope | None
@@ -69,14 +79,15 @@ class LabSMTP(SMTP):
 
     def __init__(self, handler: Any, state: ListenerState, *, offer_auth: bool = True,
                  set_up: ConnectionSetUp | None = None, **kwargs: Any) -> None:
-        # set_up: the listener's SMTP.__init__ result, learnt once (mta.smtp.introspection)
+        # set_up: the listener's SMTP.__init__ result, learnt once (mta.smtp.introspection);
+        # learnt before observe(), so nothing of one session's events is shared
         if set_up is not None and set_up.learnt:
             set_up.apply(self)
         else:
             super().__init__(handler, **kwargs)
             if set_up is not None:
                 set_up.learn(self)
-        self.state = state
+        self.observe(state)  # self.state, and what the events need
         # aiosmtpd keeps these limits on the class, shared by every session; keep ours apart.
         self.command_size_limits = collections.defaultdict(lambda: COMMAND_LIMIT - 2)
         self._greeted = False
@@ -85,7 +96,7 @@ class LabSMTP(SMTP):
         self._offer_auth = offer_auth
         if not offer_auth:
             self._smtp_methods["AUTH"] = self._no_auth
-        if trace.enabled():  # decided per connection: no wrapper cost when tracing is off
+        if state.bus.active:  # decided per connection: no wrapper cost when nobody listens
             for name, method in list(self._smtp_methods.items()):
                 self._smtp_methods[name] = self._traced(name, method)
 
@@ -95,26 +106,28 @@ class LabSMTP(SMTP):
     async def _no_auth(self, arg: str | None) -> None:
         await self.push(replies.AUTH_NOT_OFFERED)
 
-    # -- trace --------------------------------------------------------------------------------
+    # -- events -------------------------------------------------------------------------------
 
     def _traced(self, name: str, method: Callable) -> Callable:
         # wraps() copies the method's __dict__, so aiosmtpd's HELP still finds __smtp_syntax__
         @functools.wraps(method)
         async def run(arg: str | None) -> None:
-            if trace.enabled():
-                text = name if arg is None else f"{name} {arg}"
-                self._trace("C", trace.mask(text))
+            if self.state.bus.active:
+                if name == "MAIL":  # the transaction's lines carry its queue id from here
+                    self._begin_transaction()
+                self.publish_client_line(name if arg is None else f"{name} {arg}")
             await method(arg)
 
         return run
 
-    def _trace(self, direction: str, text: str) -> None:
-        trace.line(self.state.step, self.state.component, self._peer, direction, text)
+    def _begin_transaction(self) -> None:
+        if self.envelope is not None and self.envelope.queue_id is None:
+            self.envelope.queue_id = new_queue_id()
 
     async def challenge_auth(self, *args: Any, **kwargs: Any) -> Any:
         result = await super().challenge_auth(*args, **kwargs)
-        if trace.enabled():
-            self._trace("C", "****")
+        if self.state.bus.active:
+            self.publish_line("C", "****")
         return result
 
     # -- replies ------------------------------------------------------------------------------
@@ -125,8 +138,8 @@ class LabSMTP(SMTP):
             self._greeted = True
         elif not self._plain_reply:
             text = _with_enhanced_code(text)
-        if trace.enabled():
-            self._trace("S", text)
+        if self.state.bus.active:
+            self.publish_line("S", text)
         # What SMTP.push writes (same encoding, CRLF), from a cache: replies repeat. Its one
         # addition, a DEBUG line on aiosmtpd's "mail.log", is off in labmail (mta.cli).
         self._writer.write(_wire(text, self.enable_SMTPUTF8))
@@ -147,6 +160,7 @@ class LabSMTP(SMTP):
         # as Postfix send AUTH=<>); labmail's submission checks the logged-in user instead.
         if arg and self._offer_auth:
             arg = _AUTH_PARAMETER.sub("", arg)
+        self._begin_transaction()  # the handler's queue id (contract: mta.events)
         await super().smtp_MAIL(arg)
 
     async def smtp_DATA(self, arg: str) -> None:
@@ -165,18 +179,30 @@ class LabSMTP(SMTP):
         buffer = await self._read_data()
         if buffer.state is not DataState.DONE:  # the connection went away
             return
+        envelope = self.envelope
         if buffer.refusal is not None:
-            self._set_post_data_state()
-            await self.push(buffer.refusal)
+            await self._end_transaction(envelope, buffer.refusal, buffer.received, b"")
             return
         content = buffer.take()
-        if trace.enabled():
-            self._trace("C", f"<message, {len(content)} octets>")
-            self._trace("C", ".")
-        self.envelope.content = self.envelope.original_content = content
+        if self.state.bus.active:
+            self.publish_line("C", f"<message, {len(content)} octets>")
+            self.publish_line("C", ".")
+        envelope.content = envelope.original_content = content
         status = await self._call_handler_hook("DATA")
+        await self._end_transaction(envelope, "250 OK" if status is MISSING else status,
+                                    len(content), content)
+
+    async def _end_transaction(self, envelope: LabEnvelope, reply: str, size: int,
+                               content: bytes) -> None:
+        """Reply to the data: the reply (and the outcome event) still carry the queue id."""
         self._set_post_data_state()
-        await self.push("250 OK" if status is MISSING else status)
+        self.reply_queue_id = envelope.queue_id
+        try:
+            if self.state.bus.active:
+                self.publish_outcome(envelope, _with_enhanced_code(reply), size, content)
+            await self.push(reply)
+        finally:
+            self.reply_queue_id = None
 
     async def _read_data(self) -> DataBuffer:
         """Lines up to the end of data; the reader splits at CRLF only (RFC 5321 4.1.1.4)."""
@@ -211,11 +237,15 @@ class LabSMTP(SMTP):
         first = self.transport is None
         super().connection_made(transport)
         if first:
-            self._peer = trace.peer_text(self.session.peer if self.session else None)
+            self._peer = peer_text(self.session.peer if self.session else None)
             self.state.sessions.add(self)
             self.state.idle.clear()
+            if self.state.bus.active:
+                self.publish_opened(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self in self.state.sessions and self.state.bus.active:
+            self.publish_closed()
         self.state.sessions.discard(self)
         if not self.state.sessions:
             self.state.idle.set()
@@ -240,8 +270,8 @@ class LabSMTP(SMTP):
         # RFC 5321 4.5.3.2: say why before closing an idle connection
         if self.transport is not None and not self.transport.is_closing():
             line = replies.TIMEOUT.format(hostname=self.hostname)
-            if trace.enabled():
-                self._trace("S", line)
+            if self.state.bus.active:
+                self.publish_line("S", line)
             self.transport.write(line.encode() + b"\r\n")
         super()._timeout_cb()
 
@@ -314,11 +344,14 @@ async def start_smtp_listener(handler: Any, host: str, port: int, *, hostname: s
                               component: str, step: int, max_connections: int,
                               data_size_limit: int, timeout: float,
                               tls_context: ssl.SSLContext | None = None,
-                              reuse_port: bool = False, **smtp_kwargs: Any) -> SMTPListener:
+                              reuse_port: bool = False, bus: Bus | None = None,
+                              domain: str = "", **smtp_kwargs: Any) -> SMTPListener:
     """Bind ``host:port`` (0 for an ephemeral port) and serve SMTP with ``handler``;
-    ``reuse_port``: worker processes listen on the same port (SO_REUSEPORT)."""
+    ``reuse_port``: worker processes listen on the same port (SO_REUSEPORT); ``bus``: where
+    the sessions publish their events (``domain`` names the server in them)."""
     loop = asyncio.get_running_loop()
-    state = ListenerState(hostname, component, step, max_connections)
+    state = ListenerState(hostname, component, step, max_connections, domain,
+                          bus if bus is not None else Bus())
     set_up = ConnectionSetUp()  # one handler, the same arguments: learnt once, reused
 
     def factory() -> LabSMTP:

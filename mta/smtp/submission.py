@@ -34,6 +34,7 @@ from mta.smtp.common import (
     address_reply,
     exception_reply,
     extend_ehlo,
+    message_id_of,
     peer_ip,
     received_for,
     smtputf8_requested,
@@ -191,16 +192,19 @@ class SubmissionHandler:
         raw = to_crlf(envelope.original_content or b"")
         if count_received(raw) >= self.config.limits.max_received_headers:
             return replies.MAIL_LOOP
-        queue_id = new_queue_id()
+        queue_id = envelope.queue_id or new_queue_id()
         sender = envelope.mail_from or ""
         raw = complete_message(raw, self.config.hostname)
+        if server.state.bus.active:  # for the accepted and stored events only
+            envelope.message_id = message_id_of(raw)
         raw = received_for(session, envelope, self.config.hostname, queue_id, auth=True) + raw
         owners = list(dict.fromkeys(envelope.owners))
         remote = list(dict.fromkeys(envelope.remote))
         try:
             await self.store.accept(queue_id, sender, local_owners=owners,
                                     local_raw=return_path(sender) + raw, remote=remote,
-                                    queue_raw=raw, now=self.clock.now())
+                                    queue_raw=raw, now=self.clock.now(),
+                                    message_id=envelope.message_id or "")
         except StoreError as exc:
             log.error("submission could not store message from %s: %s", sender, exc)
             return replies.TEMPORARY_FAILURE

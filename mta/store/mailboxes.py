@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mta.addresses import normalise
-from mta.store.connection import Statement, StoreBase
+from mta.store.connection import StoreBase
 
 # Messages this big are written into SQLite in pieces (no whole copy for the trace headers).
 LARGE_MESSAGE = 1024 * 1024
@@ -46,10 +46,23 @@ class Entry:
 
 @dataclass(frozen=True)
 class Delivered:
-    """What a delivery committed: one (owner, entry uid) per local recipient."""
+    """What a delivery committed: one (owner, entry uid) per local recipient, and the
+    mailbox row id of each entry (``ids``, same order), for the stored event."""
 
     queue_id: str
     entries: tuple[tuple[str, str], ...]
+    ids: tuple[int, ...] = ()
+    message_id: str = ""  # the Message-ID field, when the caller read it
+    sender: str = ""
+    size: int = 0
+
+
+EntryRow = tuple[str, str, float, int, str, str, bytes]
+
+
+def insert_entries(db: sqlite3.Connection, rows: Sequence[EntryRow]) -> tuple[int, ...]:
+    """Insert mailbox rows one by one (``executemany`` keeps no row ids); their ids."""
+    return tuple(db.execute(_INSERT_ENTRY, row).lastrowid or 0 for row in rows)
 
 
 def new_uid() -> str:
@@ -65,21 +78,23 @@ def new_queue_id() -> str:
 class Mailboxes(StoreBase):
     """The ``mailbox`` and ``maildrop_locks`` tables."""
 
-    def _delivery_statements(self, owners: Sequence[str], raw: bytes, sender: str,
-                             queue_id: str, received: float | None = None
-                             ) -> tuple[list[Statement], tuple[tuple[str, str], ...]]:
-        """The statements that put ``raw`` into each owner's mailbox, and (owner, uid) pairs."""
+    def _delivery_rows(self, owners: Sequence[str], raw: bytes, sender: str,
+                       queue_id: str, received: float | None = None
+                       ) -> tuple[list[EntryRow], tuple[tuple[str, str], ...]]:
+        """The rows that put ``raw`` into each owner's mailbox, and (owner, uid) pairs."""
         received = time.time() if received is None else received
-        rows, entries = [], []
+        rows: list[EntryRow] = []
+        entries = []
         for owner in owners:
             uid = new_uid()
             owner = normalise(owner)
             rows.append((owner, uid, received, len(raw), queue_id, sender, raw))
             entries.append((owner, uid))
-        return [(_INSERT_ENTRY, rows)], tuple(entries)
+        return rows, tuple(entries)
 
     async def deliver(self, owners: Sequence[str], raw: bytes, sender: str,
-                      queue_id: str | None = None, *, prefix: bytes = b"") -> Delivered:
+                      queue_id: str | None = None, *, prefix: bytes = b"",
+                      message_id: str = "") -> Delivered:
         """Store ``prefix + raw`` once per local mailbox owner, durably, before returning.
 
         ``prefix`` (the trace headers) is kept apart so that a large message is never copied
@@ -88,34 +103,37 @@ class Mailboxes(StoreBase):
         """
         queue_id = queue_id or new_queue_id()
         if len(raw) < LARGE_MESSAGE:
-            statements, entries = self._delivery_statements(owners, prefix + raw, sender,
-                                                            queue_id)
-            await self._write(statements, messages=1)
+            rows, entries = self._delivery_rows(owners, prefix + raw, sender, queue_id)
+            ids = await self._write_fn(lambda db: insert_entries(db, rows), messages=1)
         else:
-            entries = await self._deliver_large(owners, (prefix, raw), sender, queue_id)
-        delivered = Delivered(queue_id, entries)
+            entries, ids = await self._deliver_large(owners, (prefix, raw), sender, queue_id)
+        delivered = Delivered(queue_id, entries, ids, message_id, sender,
+                              len(prefix) + len(raw))
         self.notify(delivered)
         return delivered
 
     async def _deliver_large(self, owners: Sequence[str], parts: Sequence[bytes], sender: str,
-                             queue_id: str) -> tuple[tuple[str, str], ...]:
+                             queue_id: str
+                             ) -> tuple[tuple[tuple[str, str], ...], tuple[int, ...]]:
         size = sum(len(part) for part in parts)
         received = time.time()
         entries = tuple((normalise(owner), new_uid()) for owner in owners)
 
-        def run(db: sqlite3.Connection) -> None:
+        def run(db: sqlite3.Connection) -> tuple[int, ...]:
+            ids = []
             for owner, uid in entries:
                 cursor = db.execute(
                     "INSERT INTO mailbox (owner, uid, received, size, txn_id, sender, raw) "
                     "VALUES (?, ?, ?, ?, ?, ?, zeroblob(?))",
                     (owner, uid, received, size, queue_id, sender, size))
+                ids.append(cursor.lastrowid or 0)
                 with db.blobopen("mailbox", "raw", cursor.lastrowid) as blob:
                     for part in map(memoryview, parts):
                         for start in range(0, len(part), BLOB_CHUNK):
                             blob.write(part[start:start + BLOB_CHUNK])
+            return tuple(ids)
 
-        await self._write_fn(run, messages=1)
-        return entries
+        return entries, await self._write_fn(run, messages=1)
 
     # -- pop3.maildrop.Maildrop: the lock (RFC 1939 8) ----------------------------------------
 

@@ -15,11 +15,11 @@ import math
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from mta.store.connection import Statement
-from mta.store.mailboxes import Delivered, Mailboxes, new_queue_id
+from mta.store.mailboxes import Delivered, EntryRow, Mailboxes, insert_entries, new_queue_id
 
 
 class QueueState(StrEnum):
@@ -65,6 +65,7 @@ class Bounce:
     raw: bytes
     local_owner: str | None = None   # deliver into this local mailbox ...
     remote: str | None = None        # ... or queue it for relay to this address
+    queue_id: str = field(default_factory=new_queue_id)  # the DSN's own
 
 
 _INSERT_QUEUED_MESSAGE = ("INSERT INTO queue_messages (id, sender, raw, size, created) "
@@ -96,22 +97,23 @@ class Outbound(Mailboxes):
 
     async def accept(self, queue_id: str, sender: str, *, local_owners: Sequence[str] = (),
                      local_raw: bytes = b"", remote: Sequence[str] = (), queue_raw: bytes = b"",
-                     now: float) -> Delivered:
+                     now: float, message_id: str = "") -> Delivered:
         """Commit local mailbox entries and outbound queue rows of one message together.
 
         The submission listener answers 250 only after this returns (one transaction, so a
         crash leaves either all of the message or none of it).
         """
-        statements: list[Statement] = []
-        entries: tuple[tuple[str, str], ...] = ()
-        if local_owners:
-            statements, entries = self._delivery_statements(local_owners, local_raw, sender,
-                                                            queue_id)
-        if remote:
-            statements += self._queue_statements(queue_id, sender, queue_raw, remote, now)
-        if statements:
-            await self._write(statements, messages=1)
-        delivered = Delivered(queue_id, entries)
+        rows, entries = self._delivery_rows(local_owners, local_raw, sender, queue_id)
+        statements = self._queue_statements(queue_id, sender, queue_raw, remote, now) \
+            if remote else []
+
+        def run(db: sqlite3.Connection) -> tuple[int, ...]:
+            for sql, values in statements:
+                db.executemany(sql, values)
+            return insert_entries(db, rows)
+
+        ids = await self._write_fn(run, messages=1) if rows or statements else ()
+        delivered = Delivered(queue_id, entries, ids, message_id, sender, len(local_raw))
         if entries:
             self.notify(delivered)
         if remote:
@@ -164,16 +166,16 @@ class Outbound(Mailboxes):
         A row deleted meanwhile (``mta queue delete``) stays deleted. A message whose rows are
         all final loses its body (it is no longer needed).
         """
-        bounce_id = new_queue_id() if bounce else ""
+        bounce_id = bounce.queue_id if bounce else ""
         statements: list[Statement] = []
+        rows: list[EntryRow] = []
         entries: tuple[tuple[str, str], ...] = ()
         if bounce and bounce.local_owner:
-            statements, entries = self._delivery_statements([bounce.local_owner], bounce.raw,
-                                                            "", bounce_id)
+            rows, entries = self._delivery_rows([bounce.local_owner], bounce.raw, "", bounce_id)
         elif bounce and bounce.remote:
             statements = self._queue_statements(bounce_id, "", bounce.raw, [bounce.remote], now)
 
-        def run(db: sqlite3.Connection) -> None:
+        def run(db: sqlite3.Connection) -> tuple[int, ...]:
             for o in outcomes:
                 db.execute(
                     "UPDATE queue_recipients SET state = ?, attempts = ?, next_attempt = ?, "
@@ -182,12 +184,14 @@ class Outbound(Mailboxes):
                      QueueState.QUEUED))
             for queue_id in {o.queue_id for o in outcomes}:
                 db.execute(_DROP_FINAL_BODY, (queue_id, queue_id, QueueState.QUEUED))
-            for sql, rows in statements:
-                db.executemany(sql, rows)
+            for sql, values in statements:
+                db.executemany(sql, values)
+            return insert_entries(db, rows)
 
-        await self._write_fn(run)
+        ids = await self._write_fn(run)
         if entries:
-            delivered = Delivered(bounce_id, entries)
+            delivered = Delivered(bounce_id, entries, ids, "", "", len(bounce.raw) if bounce
+                                  else 0)
             self.notify(delivered)
             return delivered
         if bounce and bounce.remote:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from mta.events import Bus, ProtocolLine, SessionOpened
 from mta.smtp.introspection import ConnectionSetUp
 from mta.smtp.server import LabSMTP, ListenerState, start_smtp_listener
 
@@ -158,6 +159,28 @@ async def test_every_hook_is_called_on_every_connection() -> None:
             assert names == ["EHLO", "NOOP", "VRFY", "MAIL", "RCPT", "DATA", "RSET", "QUIT"]
             servers = {id(server) for _, server in handler.calls}
             assert len(servers) == 1  # every hook got this connection's own protocol object
+    finally:
+        await listener.close(grace=1)
+
+
+async def test_hooks_and_events_with_a_subscriber_on_every_connection() -> None:
+    """With the bus watched, each connection wraps its own commands and has its own id."""
+    handler = RecordingHandler()
+    bus = Bus()
+    listener = await serve(handler, offer_auth=False, bus=bus)
+    try:
+        with bus.subscribe() as events:
+            for _ in range(3):
+                handler.calls.clear()
+                await asyncio.to_thread(session, listener.port)
+                assert [name for name, _ in handler.calls] == [
+                    "EHLO", "NOOP", "VRFY", "MAIL", "RCPT", "DATA", "RSET", "QUIT"]
+            seen = events.drain()
+        opened = [e.session for e in seen if isinstance(e, SessionOpened)]
+        assert len(set(opened)) == 3
+        client_lines = [e for e in seen if isinstance(e, ProtocolLine) and e.direction == "C"]
+        assert [e.line.split()[0] for e in client_lines].count("MAIL") == 3
+        assert {e.session for e in client_lines} == set(opened)
     finally:
         await listener.close(grace=1)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import poplib
 import signal
@@ -13,6 +14,11 @@ from pathlib import Path
 
 import pytest
 from serve_helpers import start_serve
+
+from mta.config import load
+from mta.events import Bus
+from mta.server import start
+from mta.workers import WorkerPool
 
 pytestmark = pytest.mark.skipif(not hasattr(__import__("socket"), "SO_REUSEPORT"),
                                 reason="workers need SO_REUSEPORT")
@@ -107,3 +113,33 @@ def test_workers_stop_when_the_first_process_is_killed(served) -> None:
         alive = [pid for pid in children if running(pid)]
         time.sleep(0.1)
     assert alive == [], "worker processes outlived the first process"
+
+
+async def test_worker_sessions_reach_the_first_process_bus(tmp_path: Path) -> None:
+    """A worker's events come over its pipe: the pool publishes them on the bus it is given
+    (here one apart from the first process's own, so only the worker's sessions land there)."""
+    path = tmp_path / "bob.toml"
+    path.write_text('domains = ["bob.lab"]\ndatabase = "bob.db"\nworkers = 2\n'
+                    '[listeners.mx]\nhost = "127.0.0.1"\nport = 0\n'
+                    '[[accounts]]\naddress = "bob@bob.lab"\npassword = "pw"\n')
+    config = load(path)
+    server = await start(config, shared_ports=True)
+    forwarded = Bus()
+    sub = forwarded.subscribe()
+    pool = WorkerPool(path, config, server.ports, 1, bus=forwarded)
+    try:
+        await pool.start()
+
+        def connect(count: int) -> None:  # SO_REUSEPORT spreads them over both processes
+            for _ in range(count):
+                with smtplib.SMTP("127.0.0.1", server.ports["mx"], timeout=30) as c:
+                    c.noop()
+
+        await asyncio.to_thread(connect, 40)
+        event = await sub.get(timeout=30)
+        while not (event.kind == "session_closed" and getattr(event, "listener", "") == "mx"):
+            event = await sub.get(timeout=30)
+        assert event.server == config.hostname and event.session
+    finally:
+        await pool.close()
+        await server.close()

@@ -69,7 +69,8 @@ def test_send_fetch_list_read_save(lab, capsys, monkeypatch, tmp_path):
     assert code == 0, err
     assert "Subject: 你好 Bob" in out and "Hello from 爱丽丝" in out
     assert "From: Alice Liddell <alice@alice.lab>" in out
-    assert "1. 季度报告.bin  (application/octet-stream, 2.5 KB)" in out
+    assert "1. attachment-1.html  (text/html, " in out  # the HTML alternative, saveable
+    assert "2. 季度报告.bin  (application/octet-stream, 2.5 KB)" in out
     assert "alert" not in out
 
     code, out, err = run(capsys, monkeypatch, bob, USERS[BOB], "read", "1", "--raw")

@@ -52,14 +52,37 @@ def maildrop() -> MemoryMaildrop:
     return md
 
 
+class Recorder:
+    """A ``pop3.observer.Observer`` keeping every call as (name, args)."""
+
+    active = True
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[object, ...]]] = []
+
+    def lines(self) -> list[tuple[str, str, str]]:
+        """(peer, direction, text) of each protocol line."""
+        return [(str(a[1]), str(a[2]), str(a[3])) for name, a in self.calls if name == "line"]
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args: self.calls.append((name, args))
+
+
 @pytest.fixture
-async def start_pop3(maildrop: MemoryMaildrop) -> AsyncIterator[StartFn]:
-    """start_pop3(ssl_context=None, **option_overrides) -> Running, on 127.0.0.1 port 0."""
+def observed() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+async def start_pop3(maildrop: MemoryMaildrop, observed: Recorder) -> AsyncIterator[StartFn]:
+    """start_pop3(ssl_context=None, **option_overrides) -> Running, on 127.0.0.1 port 0;
+    the sessions report to ``observed``."""
     servers: list[asyncio.Server] = []
 
     async def start(ssl_context: ssl.SSLContext | None = None, **overrides: object) -> Running:
         options = replace(BASE_OPTIONS, **overrides)  # type: ignore[arg-type]
-        server = await start_server(maildrop, "127.0.0.1", 0, options, ssl_context)
+        server = await start_server(maildrop, "127.0.0.1", 0, options, ssl_context,
+                                    observer=observed)
         servers.append(server)
         host, port = server.sockets[0].getsockname()[:2]
         return Running(host, port, server, options)

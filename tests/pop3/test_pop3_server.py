@@ -229,12 +229,11 @@ async def test_stls_then_login(start_pop3, server_tls, client_tls) -> None:
 
 
 async def test_commands_pipelined_after_stls_are_discarded(
-    start_pop3, raw_client, server_tls, client_tls, caplog
+    start_pop3, raw_client, server_tls, client_tls, caplog, observed
 ) -> None:
     running = await start_pop3(ssl_context=server_tls, allow_plaintext_auth=False)
     client = await raw_client(running)
     caplog.set_level(logging.INFO, logger="labmail.pop3")
-    caplog.set_level(logging.DEBUG, logger="labmail.trace")  # the handler's level: last set
     await client.send(b"STLS\r\nUSER bob@bob.lab\r\n")  # one write
     assert await client.line() == b"+OK begin TLS negotiation\r\n"
     await client.writer.start_tls(client_tls, server_hostname="127.0.0.1")
@@ -243,7 +242,7 @@ async def test_commands_pipelined_after_stls_are_discarded(
                for r in caplog.records if r.name == "labmail.pop3")
     # had USER run (in plain text or under TLS), PASS would be accepted now
     assert await client.cmd(f"PASS {BOB_PASSWORD}") == b"-ERR USER first\r\n"
-    client_lines = [r.line for r in caplog.records if getattr(r, "direction", "") == "C"]
+    client_lines = [text for _, direction, text in observed.lines() if direction == "C"]
     assert client_lines == ["STLS", "PASS ****"]
     assert await client.cmd("STLS") == b"-ERR command not permitted when TLS active\r\n"
 
@@ -408,9 +407,8 @@ async def test_lock_lease_is_renewed_or_the_session_ends(raw_client, keep: bool)
         await server.wait_closed()
 
 
-async def test_trace_lines(start_pop3, caplog) -> None:
+async def test_trace_lines(start_pop3, observed) -> None:
     running = await start_pop3()
-    caplog.set_level(logging.DEBUG, logger="labmail.trace")
 
     def session() -> None:
         client = login(running)
@@ -418,10 +416,11 @@ async def test_trace_lines(start_pop3, caplog) -> None:
         client.quit()
 
     await asyncio.to_thread(session)
-    records = [r for r in caplog.records if r.name == "labmail.trace"]
-    assert {(r.step, r.component) for r in records} == {(5, "pop3")}
-    assert all(re.fullmatch(r"127\.0\.0\.1:\d+", r.peer) for r in records)
-    shown = [(r.direction, r.line) for r in records]
+    lines = observed.lines()
+    assert all(re.fullmatch(r"127\.0\.0\.1:\d+", peer) for peer, _, _ in lines)
+    shown = [(direction, text) for _, direction, text in lines]
+    names = [name for name, _ in observed.calls]
+    assert names[0] == "opened" and "retrieved" in names
     assert ("C", "PASS ****") in shown
     assert not any(BOB_PASSWORD in line for _, line in shown)
     at = shown.index(("C", "RETR 1"))

@@ -15,14 +15,18 @@ from mta.lab import Lab
 
 
 @pytest.fixture
-async def lab_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    """Start labs (closed at teardown); each in its own folder under tmp_path."""
+async def lab_factory(tmp_path: Path, request: pytest.FixtureRequest
+                      ) -> AsyncIterator[Callable[..., Any]]:
+    """Start labs (closed at teardown); each in its own folder under tmp_path. A test that
+    asks for ``trace_lines`` gets the labs' protocol lines there too."""
     labs: list[Lab] = []
 
     async def factory(domains: dict[str, Any] | None = None, **options: Any) -> Lab:
         folder = tmp_path / f"lab{len(labs)}"
         folder.mkdir()
         lab = await Lab.start(domains or TWO, folder=folder, **options)
+        if "trace_lines" in request.fixturenames:
+            request.getfixturevalue("trace_lines").follow(lab.bus)
         labs.append(lab)
         return lab
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from sending_helpers import BOB, assert_in_order, message, submit
 
 from mta.clock import FakeClock
+from mta.events import ProtocolLine
 
 
-def mx_sessions(records: list[logging.LogRecord]) -> dict[str, list[str]]:
+def mx_sessions(lines: list[ProtocolLine]) -> dict[str, list[str]]:
+    """The MX listeners' lines, grouped by session."""
     sessions: dict[str, list[str]] = {}
-    for r in records:
-        if getattr(r, "component", None) == "mx" and hasattr(r, "direction"):
-            sessions.setdefault(r.peer, []).append(f"{r.direction}: {r.line}")
+    for r in lines:
+        if r.listener == "mx":
+            sessions.setdefault(r.session or "", []).append(f"{r.direction}: {r.line}")
     return sessions
 
 
@@ -71,8 +72,8 @@ async def test_the_relay_traces_its_side_of_the_dialogue(lab_factory: Any, clock
     alice = lab["alice.lab"]
     await submit(alice.ports["submission"], [BOB], message())
     assert await alice.relay.run_once() == 1
-    relay = [f"{r.direction}: {r.line}" for r in trace_lines if r.component == "relay"]
-    assert all(r.step == 4 for r in trace_lines if r.component == "relay")
+    relay = [f"{r.direction}: {r.line}" for r in trace_lines if r.listener == "relay"]
+    assert all(r.step == 4 for r in trace_lines if r.listener == "relay")
     expected = ["S: 220 mx.bob.lab", "C: EHLO mx.alice.lab", "C: STARTTLS", "S: 220",
                 "C: MAIL FROM:<alice@alice.lab>", "S: 250 2.1.0", "C: RCPT TO:<bob@bob.lab>",
                 "C: DATA", "C: .", "S: 250 2.0.0 OK: queued as"]
