@@ -11,6 +11,7 @@ from typing import Any
 
 TARGETS = {
     "mx_ratio": 1.0,  # labmail MX, one process, durable / aiosmtpd no-op, at c10 and c50
+    "mx_subscribed": 0.95,  # the same with a subscriber / without (issue 12)
     "pop3_pipelined_ratio": 0.8,  # labmail / Dovecot, pipelined raw-socket client
     "pop3_poplib_ratio": 1.0,  # labmail / Dovecot, poplib (ping-pong)
     "pop3_msg_per_s": 5000,
@@ -35,6 +36,10 @@ def mx_verdicts(results: dict[str, Any]) -> list[Verdict]:
             if v.get(key) is not None:
                 rows.append((f"MX c{c} labmail ({label})/no-op", f"{v[key]:.0%}",
                              f">= {goal:.0%}", v[key] >= goal))
+        watched, floor = v.get("ratio_subscribed"), TARGETS["mx_subscribed"]
+        if watched is not None:
+            rows.append((f"MX c{c} with/without subscriber", f"{watched:.0%}",
+                         f">= {floor:.0%}", watched >= floor))
     return rows
 
 
@@ -106,8 +111,10 @@ def mx_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         rounds = ", ".join(f"{p:.0%}" for p in v["ratio_per_round"])
         rows.append((f"MX acceptance c{c}", f"no-op {v['noop_msg_per_s']:.0f} msg/s",
                      f"labmail {v['labmail_msg_per_s']:.0f} msg/s ({v['ratio']:.0%}; rounds "
-                     f"{rounds}); 2 workers {v['labmail_2workers_msg_per_s']:.0f} msg/s "
-                     f"({v['ratio_2workers']:.0%})"))
+                     f"{rounds}); with a bus subscriber "
+                     f"{v['labmail_subscribed_msg_per_s']:.0f} msg/s "
+                     f"({v['ratio_subscribed']:.0%} of without); 2 workers "
+                     f"{v['labmail_2workers_msg_per_s']:.0f} msg/s ({v['ratio_2workers']:.0%})"))
     return rows
 
 

@@ -222,17 +222,21 @@ def load(s: Settings, port: int, count: int, concurrency: int) -> dict[str, Any]
     return loadgen.run_asyncio_client(port, count, concurrency, s.deadline)
 
 
-# labmail's MX in one process ("mx") and with a second worker process on the same port ("mx2",
+# labmail's MX in one process ("mx"), the same with a subscriber consuming every bus event
+# ("mxsub", issue 12), and with a second worker process on the same port ("mx2",
 # `workers = 2`): the no-op baseline is one event loop, the ceiling of one process.
-KINDS = ("noop", "mx", "mx2")
+KINDS = ("noop", "mx", "mxsub", "mx2")
+MX_KINDS = ("mx", "mxsub", "mx2")
 
 
 def server_args(s: Settings, kind: str, run_dir: Path, extra: list[str] | None = None) -> list[str]:
     args = ["--loop", s.loop]
-    if kind in ("mx", "mx2"):
+    if kind in MX_KINDS:
         args += ["--dir", str(run_dir), "--log", s.log]
     if kind == "mx2":
         args += ["--workers", "2"]
+    if kind == "mxsub":
+        args += ["--subscribe"]
     return args + (extra or [])
 
 
@@ -303,6 +307,7 @@ def bench_mx(s: Settings, say: Any) -> dict[str, Any]:
         mx2 = statistics.median(rates["mx2"])
         pairs = [m / n for n, m in zip(rates["noop"], rates["mx"], strict=True) if n]
         pairs2 = [m / n for n, m in zip(rates["noop"], rates["mx2"], strict=True) if n]
+        watched = [w / m for m, w in zip(rates["mx"], rates["mxsub"], strict=True) if m]
         summary[str(concurrency)] = {
             "noop_msg_per_s": round(noop, 1),
             "labmail_msg_per_s": round(mx, 1),
@@ -311,6 +316,9 @@ def bench_mx(s: Settings, say: Any) -> dict[str, Any]:
             "labmail_2workers_msg_per_s": round(mx2, 1),
             "ratio_2workers": round(mx2 / noop, 3) if noop else None,
             "ratio_2workers_per_round": [round(p, 3) for p in pairs2],
+            "labmail_subscribed_msg_per_s": round(statistics.median(rates["mxsub"]), 1),
+            "ratio_subscribed": round(statistics.median(watched), 3) if watched else None,
+            "ratio_subscribed_per_round": [round(p, 3) for p in watched],
             "all_ok": all(r["ok"] for r in runs if r["concurrency"] == concurrency),
         }
     if s.profile:
