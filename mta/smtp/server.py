@@ -15,6 +15,7 @@ import functools
 import logging
 import re
 import ssl
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,17 +109,10 @@ class LabSMTP(Observed, SMTP):
 
     # -- events -------------------------------------------------------------------------------
 
-    def _traced(self, name: str, method: Callable) -> Callable:
-        # wraps() copies the method's __dict__, so aiosmtpd's HELP still finds __smtp_syntax__
-        @functools.wraps(method)
-        async def run(arg: str | None) -> None:
-            if self.state.bus.active:
-                if name == "MAIL":  # the transaction's lines carry its queue id from here
-                    self._begin_transaction()
-                self.publish_client_line(name if arg is None else f"{name} {arg}")
-            await method(arg)
-
-        return run
+    def _traced(self, name: str, method: types.MethodType) -> Callable:
+        # One wrapper per verb and method, made once and bound to each connection:
+        # functools.wraps for every command of every connection cost more than the events.
+        return types.MethodType(_traced_function(name, method.__func__), self)
 
     def _begin_transaction(self) -> None:
         if self.envelope is not None and self.envelope.queue_id is None:
@@ -292,6 +286,22 @@ class LabSMTP(Observed, SMTP):
             except (ConnectionError, RuntimeError):
                 if self.transport is not None:
                     self.transport.close()
+
+
+@functools.cache  # a handful of verbs and methods
+def _traced_function(name: str, function: Callable) -> Callable:
+    """``function``, a command method of LabSMTP, publishing the client's line first."""
+
+    # wraps() copies the method's __dict__, so aiosmtpd's HELP still finds __smtp_syntax__
+    @functools.wraps(function)
+    async def run(self: LabSMTP, arg: str | None) -> None:
+        if self.state.bus.active:
+            if name == "MAIL":  # the transaction's lines carry its queue id from here
+                self._begin_transaction()
+            self.publish_client_line(name if arg is None else f"{name} {arg}")
+        await function(self, arg)
+
+    return run
 
 
 @functools.lru_cache(maxsize=256)  # replies repeat; ids in 250 replies just cycle through

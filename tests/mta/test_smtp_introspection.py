@@ -140,6 +140,12 @@ def session(port: int, login: tuple[str, str, str] | None = None) -> tuple[str, 
     return ehlo.decode(), replies
 
 
+def help_reply(port: int, verb: str) -> tuple[int, bytes]:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("client.alice.lab")
+        return client.docmd("HELP", verb)
+
+
 async def serve(handler: Any, **kwargs: Any) -> Any:
     return await start_smtp_listener(handler, "127.0.0.1", 0, hostname="mx.bob.lab",
                                      component="mx", step=4, max_connections=10,
@@ -178,6 +184,14 @@ async def test_hooks_and_events_with_a_subscriber_on_every_connection() -> None:
             seen = events.drain()
         opened = [e.session for e in seen if isinstance(e, SessionOpened)]
         assert len(set(opened)) == 3
+
+        plain = await serve(RecordingHandler(), offer_auth=False)  # nobody watching
+        try:  # the wrapped verbs keep their syntax for HELP
+            for verb in ("", "MAIL", "RCPT"):
+                assert (await asyncio.to_thread(help_reply, listener.port, verb)
+                        == await asyncio.to_thread(help_reply, plain.port, verb))
+        finally:
+            await plain.close(grace=1)
         client_lines = [e for e in seen if isinstance(e, ProtocolLine) and e.direction == "C"]
         assert [e.line.split()[0] for e in client_lines].count("MAIL") == 3
         assert {e.session for e in client_lines} == set(opened)
