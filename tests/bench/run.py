@@ -21,7 +21,6 @@ import os
 import platform
 import queue
 import shutil
-import smtplib
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,6 @@ sys.path.insert(0, str(HERE))
 
 import loadgen  # noqa: E402
 from report import print_tables, verdicts  # noqa: E402
-from servers import PASSWORD, USERS, sample_message  # noqa: E402
 
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
@@ -341,79 +339,10 @@ def bench_pop3(s: Settings, say: Any) -> dict[str, Any]:
 # -- memory -------------------------------------------------------------------------------------
 
 
-def big_message(size: int) -> bytes:
-    line = b"0123456789abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789\r\n"
-    head = (
-        b"From: alice@alice.lab\r\nTo: bob@bob.lab\r\nSubject: big\r\n"
-        b"Message-ID: <big.bench@alice.lab>\r\n\r\n"
-    )
-    return head + line * ((size - len(head)) // len(line))
-
-
 def bench_memory(s: Settings, say: Any, mx: dict[str, Any] | None) -> dict[str, Any]:
-    import poplib
+    import membench  # tests/bench/membench.py
 
-    out: dict[str, Any] = {}
-    if mx:
-        top = str(max(s.mx_counts))
-        peaks = [
-            r["peak_rss_load"]
-            for r in mx["runs"]
-            if r["kind"] == "mx" and str(r["concurrency"]) == top and r["peak_rss_load"]
-        ]
-        noop = [
-            r["peak_rss_load"]
-            for r in mx["runs"]
-            if r["kind"] == "noop" and str(r["concurrency"]) == top and r["peak_rss_load"]
-        ]
-        out["c50"] = {
-            "labmail_peak_rss_mb": round(max(peaks) / MB, 1) if peaks else None,
-            "noop_peak_rss_mb": round(max(noop) / MB, 1) if noop else None,
-        }
-    run_dir = Path(tempfile.mkdtemp(prefix="memory-", dir=s.work))
-    size = s.big_message
-    message = big_message(size)
-    with server(
-        "mx",
-        server_args(s, "mx", run_dir, ["--pop3", f"--max-message-size={4 * size}"]),
-        s.work / "memory.log",
-    ) as proc:
-        # one small message first, so first-use allocations are part of the idle baseline
-        with smtplib.SMTP("127.0.0.1", proc.ports["smtp"], timeout=120) as smtp:
-            smtp.sendmail("alice@alice.lab", [USERS[2]], sample_message(0))
-        idle = proc.status()["VmRSS"]
-        proc.reset_peak()
-        with smtplib.SMTP("127.0.0.1", proc.ports["smtp"], timeout=120) as smtp:
-            smtp.sendmail("alice@alice.lab", [USERS[0]], message)
-        stored = proc.status()
-        pop = poplib.POP3("127.0.0.1", proc.ports["pop3"], timeout=120)
-        pop.user(USERS[0])
-        pop.pass_(PASSWORD)  # scrypt (16 MiB) runs here: measured apart from RETR below
-        after_login = proc.status()["VmRSS"]
-        proc.reset_peak()
-        _, lines, octets = pop.retr(1)
-        retrieved = proc.status()
-        pop.quit()
-        got = sum(len(line) + 2 for line in lines)
-    out["big_message"] = {
-        "message_mb": round(len(message) / MB, 2),
-        "idle_rss_mb": round(idle / MB, 1),
-        "store_peak_growth_mb": round((stored["VmHWM"] - idle) / MB, 1),
-        "store_factor": round((stored["VmHWM"] - idle) / len(message), 2),
-        "retr_peak_growth_mb": round((retrieved["VmHWM"] - after_login) / MB, 1),
-        "retr_factor": round((retrieved["VmHWM"] - after_login) / len(message), 2),
-        "retrieved_octets": octets,
-        "rss_after_mb": round(retrieved["VmRSS"] / MB, 1),
-    }
-    if got < len(message):
-        out["big_message"]["error"] = f"retrieved {got} of {len(message)} octets"
-    b = out["big_message"]
-    say(
-        f"  memory 20 MB message: store +{b['store_peak_growth_mb']} MB "
-        f"({b['store_factor']}x), RETR +{b['retr_peak_growth_mb']} MB ({b['retr_factor']}x)"
-    )
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return out
+    return membench.bench_memory(s, say, mx)
 
 
 # -- end to end ---------------------------------------------------------------------------------
