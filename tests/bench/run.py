@@ -238,6 +238,39 @@ def server_args(s: Settings, kind: str, run_dir: Path, extra: list[str] | None =
     return args + (extra or [])
 
 
+def mx_summary(runs: list[dict[str, Any]], concurrencies: list[int]) -> dict[str, Any]:
+    """Medians per kind and concurrency, and the ratios round by round (A B A B pairs)."""
+    summary = {}
+    for concurrency in concurrencies:
+        rates = {
+            kind: [
+                r["msg_per_s"]
+                for r in runs
+                if r["kind"] == kind and r["concurrency"] == concurrency
+            ]
+            for kind in KINDS
+        }
+        noop, mx = statistics.median(rates["noop"]), statistics.median(rates["mx"])
+        mx2 = statistics.median(rates["mx2"])
+        pairs = [m / n for n, m in zip(rates["noop"], rates["mx"], strict=True) if n]
+        pairs2 = [m / n for n, m in zip(rates["noop"], rates["mx2"], strict=True) if n]
+        watched = [w / m for m, w in zip(rates["mx"], rates["mxsub"], strict=True) if m]
+        summary[str(concurrency)] = {
+            "noop_msg_per_s": round(noop, 1),
+            "labmail_msg_per_s": round(mx, 1),
+            "ratio": round(mx / noop, 3) if noop else None,
+            "ratio_per_round": [round(p, 3) for p in pairs],
+            "labmail_2workers_msg_per_s": round(mx2, 1),
+            "ratio_2workers": round(mx2 / noop, 3) if noop else None,
+            "ratio_2workers_per_round": [round(p, 3) for p in pairs2],
+            "labmail_subscribed_msg_per_s": round(statistics.median(rates["mxsub"]), 1),
+            "ratio_subscribed": round(statistics.median(watched), 3) if watched else None,
+            "ratio_subscribed_per_round": [round(p, 3) for p in watched],
+            "all_ok": all(r["ok"] for r in runs if r["concurrency"] == concurrency),
+        }
+    return summary
+
+
 def bench_mx(s: Settings, say: Any) -> dict[str, Any]:
     """N ~2 KB messages, a connection each, at c = 1, 10, 50; no-op vs labmail, A B A B."""
     runs: list[dict[str, Any]] = []
@@ -291,34 +324,7 @@ def bench_mx(s: Settings, say: Any) -> dict[str, Any]:
                     )
                 )
                 shutil.rmtree(run_dir, ignore_errors=True)
-    summary = {}
-    for concurrency in s.mx_counts:
-        rates = {
-            kind: [
-                r["msg_per_s"]
-                for r in runs
-                if r["kind"] == kind and r["concurrency"] == concurrency
-            ]
-            for kind in KINDS
-        }
-        noop, mx = statistics.median(rates["noop"]), statistics.median(rates["mx"])
-        mx2 = statistics.median(rates["mx2"])
-        pairs = [m / n for n, m in zip(rates["noop"], rates["mx"], strict=True) if n]
-        pairs2 = [m / n for n, m in zip(rates["noop"], rates["mx2"], strict=True) if n]
-        watched = [w / m for m, w in zip(rates["mx"], rates["mxsub"], strict=True) if m]
-        summary[str(concurrency)] = {
-            "noop_msg_per_s": round(noop, 1),
-            "labmail_msg_per_s": round(mx, 1),
-            "ratio": round(mx / noop, 3) if noop else None,
-            "ratio_per_round": [round(p, 3) for p in pairs],
-            "labmail_2workers_msg_per_s": round(mx2, 1),
-            "ratio_2workers": round(mx2 / noop, 3) if noop else None,
-            "ratio_2workers_per_round": [round(p, 3) for p in pairs2],
-            "labmail_subscribed_msg_per_s": round(statistics.median(rates["mxsub"]), 1),
-            "ratio_subscribed": round(statistics.median(watched), 3) if watched else None,
-            "ratio_subscribed_per_round": [round(p, 3) for p in watched],
-            "all_ok": all(r["ok"] for r in runs if r["concurrency"] == concurrency),
-        }
+    summary = mx_summary(runs, list(s.mx_counts))
     if s.profile:
         say(
             f"  cProfile of the labmail server at c{max(s.mx_counts)}: "
