@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import logging
 import os
 import signal
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -25,7 +28,7 @@ from mta import server as server_mod
 from mta import workers
 from mta.addresses import normalise
 from mta.config import Config, ConfigError
-from mta.store import Entry, Store, StoreError, format_rows
+from mta.store import Entry, MaildropLocked, Store, StoreError, format_rows
 
 log = logging.getLogger("labmail")
 
@@ -69,7 +72,7 @@ async def _serve(config: Config, config_path: Path, worker: bool,
     stop = asyncio.Event()
     if worker:  # one of mta.workers' processes: MX and POP3 on the shared ports
         server = await server_mod.start(config, relay=False, shared_ports=True,
-                                        write_accounts=False)
+                                        write_accounts=False, http=False)
         await workers.watch_parent(stop)
         print(workers.READY, flush=True)
         if forward_events:  # after READY: from here on standard output carries events
@@ -107,7 +110,17 @@ async def _serve(config: Config, config_path: Path, worker: bool,
         await server.close()
 
 
+def refuse_public_http(config: Config) -> None:
+    """The HTTP API reachable from other machines needs a token (ConfigError: exit 2)."""
+    http = config.listeners.http
+    if http is not None and http.token is None and not http.loopback:
+        raise ConfigError(f"{config.source}: the HTTP listener on {http.host}:{http.port} is "
+                          "not loopback-only: set [listeners.http] token (or "
+                          "LABMAIL_LISTENERS_HTTP_TOKEN), or bind 127.0.0.1")
+
+
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    refuse_public_http(config)
     setup_logging(args.verbose, args.trace)
     try:
         asyncio.run(_serve(config, args.config_path, args.worker, args.forward_events))
@@ -132,8 +145,21 @@ async def _greeting(host: str, port: int, timeout: float) -> str:
         writer.close()
 
 
+def _healthz(host: str, port: int, timeout: float) -> str:
+    """``GET /healthz`` of the HTTP listener: "200 ok" when it and its store answer."""
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            status = json.loads(response.read(4096)).get("status")
+            return f"{response.status} {status}"
+    except urllib.error.HTTPError as exc:
+        return f"{exc.code} {exc.reason}"
+    except (OSError, ValueError) as exc:
+        return f"no answer ({exc.__class__.__name__}: {exc})"
+
+
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
-    expected = {"mx": "220", "submission": "220", "pop3": "+OK"}
+    expected = {"mx": "220", "submission": "220", "pop3": "+OK", "http": "200 ok"}
     failures = 0
     checked = 0
     for name, want in expected.items():
@@ -142,10 +168,13 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
             continue
         checked += 1
         host = "127.0.0.1" if listener.host in ("0.0.0.0", "", "::") else listener.host
-        try:
-            greeting = asyncio.run(_greeting(host, listener.port, args.timeout))
-        except (OSError, TimeoutError) as exc:
-            greeting = f"no answer ({exc.__class__.__name__}: {exc})"
+        if name == "http":
+            greeting = _healthz(host, listener.port, args.timeout)
+        else:
+            try:
+                greeting = asyncio.run(_greeting(host, listener.port, args.timeout))
+            except (OSError, TimeoutError) as exc:
+                greeting = f"no answer ({exc.__class__.__name__}: {exc})"
         ok = greeting.startswith(want)
         failures += not ok
         print(f"{name:<10} {host}:{listener.port}  {'ok' if ok else 'FAIL'}  {greeting}")
@@ -236,6 +265,14 @@ def cmd_users(args: argparse.Namespace, config: Config) -> int:
 # -- mailbox -------------------------------------------------------------------------------------
 
 
+async def _purge(store: Store, address: str) -> int:
+    try:  # RFC 1939 8: not while a POP3 session holds the maildrop
+        return await store.delete_unless_locked(address, None)
+    except MaildropLocked:
+        raise CommandError(f"{address}: a POP3 session holds the maildrop; try again when it "
+                           "ends") from None
+
+
 def _print_entries(address: str, entries: list[Entry]) -> None:
     print(f"{'#':>4}  {'uidl':<32}  {'received':<19}  {'size':>8}  {'id':<12}  sender")
     for n, entry in enumerate(entries, 1):
@@ -265,7 +302,7 @@ def cmd_mailbox(args: argparse.Namespace, config: Config) -> int:
         if args.action == "list":
             return await store.list_entries(address)
         if args.action == "purge":
-            return await store.purge(address)
+            return await _purge(store, address)
         entries = await store.list_entries(address)
         if not 1 <= args.number <= len(entries):
             raise CommandError(f"{address} has no message {args.number} "

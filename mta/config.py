@@ -11,6 +11,8 @@ the file. Environment variables override what containers and tests must change; 
     LABMAIL_LISTENERS_MX=0.0.0.0:25          ("off" disables a listener)
     LABMAIL_LISTENERS_SUBMISSION=0.0.0.0:587
     LABMAIL_LISTENERS_POP3=0.0.0.0:110
+    LABMAIL_LISTENERS_HTTP=127.0.0.1:8025     (the JSON API; "off" disables it)
+    LABMAIL_LISTENERS_HTTP_TOKEN=...          (its bearer token; required off loopback)
     LABMAIL_ROUTES=alice.lab=alice-mta:25,bob.lab=bob-mta:25   ("" clears the table)
     LABMAIL_RELAY_NAMESERVERS=127.0.0.1:5353
     LABMAIL_WORKERS=2                         (processes on the MX and POP3 ports)
@@ -19,7 +21,9 @@ the file. Environment variables override what containers and tests must change; 
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -45,10 +49,29 @@ class Listener:
 
 
 @dataclass(frozen=True)
+class HTTPListener(Listener):
+    """``[listeners.http]``: the JSON API and event stream (``mta.http``)."""
+
+    token: str | None = None             # then every request needs "Bearer <token>"
+    cors_origins: tuple[str, ...] = ()   # no CORS headers for any other origin
+
+    @property
+    def loopback(self) -> bool:
+        """Whether only this machine can reach it (else ``mta serve`` wants a token)."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+@dataclass(frozen=True)
 class Listeners:
     mx: Listener | None = None
     submission: Listener | None = None
     pop3: Listener | None = None
+    http: HTTPListener | None = None
 
 
 @dataclass(frozen=True)
@@ -72,10 +95,17 @@ class Limits:
     max_message_size: int = 10 * 1024 * 1024
     max_recipients: int = 100
     max_connections: int = 200
+    # per client IP address and listener; room for 50 connections from one test or benchmark
+    max_connections_per_client: int = 100
+    # NOOP, RSET, VRFY, HELP and EHLO/HELO outside a transaction, per SMTP session between two
+    # accepted messages (like Postfix's smtpd_junk_command_limit); then 421 and close
+    max_junk_commands: int = 100
     command_timeout: float = 300.0
     pop3_idle_timeout: float = 600.0
     # a POP3 maildrop lock left by a killed process frees itself after this (renewed while alive)
     pop3_lock_lease: float = 60.0
+    # base delay before a failed-login reply; it doubles with each failure from one client
+    # address, across connections (at most 64 times this), in submission and POP3
     failed_auth_delay: float = 1.0
     max_auth_failures: int = 3  # per connection; then 421 and the connection is closed
     max_received_headers: int = 30
@@ -215,14 +245,38 @@ def _listener(reader: _Reader, name: str) -> Listener | None:
         reader.used.add(name)
         return None
     sub = reader.sub(name)
+    listener = Listener(*_host_port(sub))
+    sub.finish()
+    return listener
+
+
+def _host_port(sub: _Reader) -> tuple[str, int]:
     host = sub.get("host", str, "127.0.0.1")
     port = sub.get("port", int)
     if port is None:
         raise sub.err("port", "is required")
     if not 0 <= port <= 65535:
         raise sub.err("port", "must be between 0 and 65535")
+    return host, port
+
+
+_ORIGIN = re.compile(r"https?://[^\s/]+")  # scheme://host[:port], as browsers send it
+
+
+def _http_listener(reader: _Reader) -> HTTPListener | None:
+    if "http" not in reader.table:
+        reader.used.add("http")
+        return None
+    sub = reader.sub("http")
+    host, port = _host_port(sub)
+    token = sub.get("token", str)
+    if token is not None and not token.strip():
+        raise sub.err("token", "must not be empty")
+    origins = sub.get("cors_origins", list, [])
+    if not all(isinstance(o, str) and _ORIGIN.fullmatch(o) for o in origins):
+        raise sub.err("cors_origins", 'must be origins such as "http://localhost:3000"')
     sub.finish()
-    return Listener(host, port)
+    return HTTPListener(host, port, token, tuple(origins))
 
 
 def _accounts(reader: _Reader, domains: tuple[str, ...]) -> tuple[Account, ...]:
@@ -334,7 +388,8 @@ def from_dict(data: Mapping[str, Any], source: str = "<config>",
     if not database:
         raise r.err("database", "is required (the SQLite file that holds the mailboxes)")
     listeners_r = r.sub("listeners")
-    listeners = Listeners(*(_listener(listeners_r, n) for n in ("mx", "submission", "pop3")))
+    listeners = Listeners(*(_listener(listeners_r, n) for n in ("mx", "submission", "pop3")),
+                          http=_http_listener(listeners_r))
     listeners_r.finish()
     accounts = _accounts(r, domains)
     postmaster = r.get("postmaster", str)
@@ -411,12 +466,30 @@ def _env_nameservers(config: Config, name: str, value: str) -> dict[str, Any]:
 
 
 def _env_listener(config: Config, name: str, value: str) -> dict[str, Any]:
+    """A listener moved (its other settings, such as a token, kept), added, or off."""
     which = name.removeprefix(ENV_PREFIX + "LISTENERS_").lower()
-    if value.strip().lower() in ("off", "none", ""):
-        listener = None
-    else:
-        listener = Listener(*parse_hostport(value, name))
+    current = getattr(config.listeners, which)
+    listener: Listener | None = None
+    if value.strip().lower() not in ("off", "none", ""):
+        host, port = parse_hostport(value, name)
+        if current is not None:
+            listener = replace(current, host=host, port=port)
+        else:
+            listener = HTTPListener(host, port) if which == "http" else Listener(host, port)
     return {"listeners": replace(config.listeners, **{which: listener})}
+
+
+def _with_token(config: Config, token: str | None) -> Config:
+    """``LABMAIL_LISTENERS_HTTP_TOKEN``, applied after the listener overrides (any order)."""
+    if token is None:
+        return config
+    name = ENV_PREFIX + "LISTENERS_HTTP_TOKEN"
+    http = config.listeners.http
+    if http is None:
+        raise ConfigError(f"{name}: no HTTP listener to protect")
+    if not token.strip():
+        raise ConfigError(f"{name}: must not be empty")
+    return replace(config, listeners=replace(config.listeners, http=replace(http, token=token)))
 
 
 # LABMAIL_<key> -> fn(config, variable name, value) -> the fields it changes
@@ -430,6 +503,8 @@ _ENV_OVERRIDES: dict[str, Callable[[Config, str, str], dict[str, Any]]] = {
     "LISTENERS_MX": _env_listener,
     "LISTENERS_SUBMISSION": _env_listener,
     "LISTENERS_POP3": _env_listener,
+    "LISTENERS_HTTP": _env_listener,
+    "LISTENERS_HTTP_TOKEN": lambda config, name, value: {},  # _with_token, after the loop
 }
 
 
@@ -443,4 +518,4 @@ def apply_env(config: Config, environ: Mapping[str, str]) -> Config:
             raise ConfigError(f"{name}: not a known override (known: "
                               + ", ".join(ENV_PREFIX + k for k in sorted(_ENV_OVERRIDES)) + ")")
         config = replace(config, **override(config, name, value))
-    return config
+    return _with_token(config, environ.get(ENV_PREFIX + "LISTENERS_HTTP_TOKEN"))

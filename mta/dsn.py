@@ -3,7 +3,11 @@
 RFC 3464 (``multipart/report; report-type=delivery-status``, RFC 6522): a human-readable part,
 a ``message/delivery-status`` part with one block per failed recipient (``Action: failed``, an
 RFC 3463 ``Status``, and the remote server's reply quoted in ``Diagnostic-Code: smtp; ...``),
-and the original message's headers as ``text/rfc822-headers``. The envelope sender of a DSN is
+and the original message's headers as ``text/rfc822-headers``. When a failed recipient's address
+or the original header section is not ASCII, the RFC 6533 forms are used instead:
+``report-type=global-delivery-status``, a ``message/global-delivery-status`` part whose
+``Final-Recipient`` has the ``utf-8`` address type for non-ASCII addresses, and the headers as
+``message/global-headers``. The envelope sender of a DSN is
 ``<>`` (RFC 5321 4.5.5) so it is never bounced in turn; ``From:`` is ``MAILER-DAEMON@<domain>``.
 """
 
@@ -58,6 +62,9 @@ def build(config: Config, *, original: bytes, sender: str, queue_id: str, arriva
     """The DSN message (CRLF line ends) for ``failures`` of the message ``original``."""
     boundary = f"=_labmail_{secrets.token_hex(12)}"
     domain = config.domains[0]
+    headers = header_section(original)
+    utf8 = not headers.isascii() or not all(f.recipient.isascii() for f in failures)
+    report = "global-delivery-status" if utf8 else "delivery-status"
     lines = [
         f"From: Mail Delivery System <MAILER-DAEMON@{domain}>",
         f"To: <{sender}>",
@@ -66,7 +73,7 @@ def build(config: Config, *, original: bytes, sender: str, queue_id: str, arriva
         f"Message-ID: <{secrets.token_hex(12)}@{config.hostname}>",
         "Auto-Submitted: auto-replied",  # RFC 3834 5
         "MIME-Version: 1.0",
-        "Content-Type: multipart/report; report-type=delivery-status;",
+        f"Content-Type: multipart/report; report-type={report};",
         f'\tboundary="{boundary}"',
         "",
         "This is a MIME-encapsulated message (an RFC 3464 delivery status notification).",
@@ -87,14 +94,15 @@ def build(config: Config, *, original: bytes, sender: str, queue_id: str, arriva
     lines += [
         "",
         f"--{boundary}",
-        "Content-Type: message/delivery-status",
+        f"Content-Type: message/{report}",
         "",
         f"Reporting-MTA: dns; {config.hostname}",
         f"X-Labmail-Queue-ID: {queue_id}",
         f"Arrival-Date: {_stamp(arrival)}",
     ]
     for failure in failures:
-        lines += ["", f"Final-Recipient: rfc822; {failure.recipient}", "Action: failed",
+        address_type = "rfc822" if failure.recipient.isascii() else "utf-8"  # RFC 6533 3
+        lines += ["", f"Final-Recipient: {address_type}; {failure.recipient}", "Action: failed",
                   f"Status: {failure.status}"]
         if failure.remote_mta:
             lines.append(f"Remote-MTA: dns; {failure.remote_mta}")
@@ -102,9 +110,9 @@ def build(config: Config, *, original: bytes, sender: str, queue_id: str, arriva
         lines.append(f"Diagnostic-Code: {kind}; {_one_line(failure.diagnostic)}")
         if failure.last_attempt is not None:
             lines.append(f"Last-Attempt-Date: {_stamp(failure.last_attempt)}")
-    lines += ["", f"--{boundary}", "Content-Type: text/rfc822-headers", ""]
+    headers_type = "message/global-headers" if utf8 else "text/rfc822-headers"  # RFC 6533 6.3
+    lines += ["", f"--{boundary}", f"Content-Type: {headers_type}", ""]
     head = ("\r\n".join(lines) + "\r\n").encode("utf-8")
-    headers = header_section(original)
     if not headers.endswith(b"\r\n"):
         headers += b"\r\n"
     tail = f"\r\n--{boundary}--\r\n".encode()

@@ -376,7 +376,9 @@ class Bus:
         self.active = self._keep or bool(self._subscribers)
 
     def keep_history(self, size: int) -> None:
-        """Hold the newest ``size`` events for late consumers (0: hold none)."""
+        """Hold at least the newest ``size`` events for late consumers. Never shrinks: two
+        consumers on one bus (a lab's traces and an HTTP listener) each get what they asked."""
+        size = max(size, self._history.maxlen or 0)
         self._history = deque(self._history, maxlen=size)
         self._keep = size > 0
         self.active = self._keep or bool(self._subscribers)

@@ -4,7 +4,7 @@ Rule for bare CR or LF inside DATA (RFC 5321 2.3.8 allows them only as CRLF): la
 normalises each to CRLF (``pop3.crlf.to_crlf``, the one CRLF rule). End of data is recognised
 only at CRLF.CRLF (aiosmtpd reads lines up to CRLF), so ``\\n.\\n`` cannot end a message early
 (no SMTP smuggling); after normalisation it is an ordinary line "." that the next hop's client
-dot-stuffs again.
+dot-stuffs again. For the 1000-octet line limit a bare LF ends a line too (``mta.smtp.data``).
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ import datetime
 import functools
 import re
 import time
+from collections.abc import Sequence
 from email.utils import format_datetime
 
 _RECEIVED = re.compile(rb"^received[ \t]*:", re.IGNORECASE | re.MULTILINE)
+_MESSAGE_ID = re.compile(rb"^message-id[ \t]*:[ \t]*(.*(?:\r\n[ \t].*)*)", re.I | re.M)
 
 
 def header_section(raw: bytes) -> bytes:
@@ -23,9 +25,25 @@ def header_section(raw: bytes) -> bytes:
     return raw if end < 0 else raw[: end + 2]
 
 
+def message_id(raw: bytes) -> str:
+    """The Message-ID field of ``raw`` unfolded ("" when there is none)."""
+    match = _MESSAGE_ID.search(header_section(raw))
+    if not match:
+        return ""
+    return " ".join(match.group(1).decode("utf-8", "replace").split())
+
+
 def count_received(raw: bytes) -> int:
     """How many hops the message has made (RFC 5321 6.3: a loop shows as many Received)."""
     return len(_RECEIVED.findall(header_section(raw)))
+
+
+def needs_smtputf8(declared: bool, sender: str, recipients: Sequence[str], raw: bytes) -> bool:
+    """Whether a message accepted with ``declared`` SMTPUTF8 needs it on the next hop too: its
+    addresses or its header section are not ASCII (RFC 6531 3.4, RFC 6532 3). Carried through
+    the queue, so the relay does not have to guess from the addresses alone."""
+    return declared and not (sender.isascii() and all(r.isascii() for r in recipients)
+                             and header_section(raw).isascii())
 
 
 def has_header(raw: bytes, name: str) -> bool:

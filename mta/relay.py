@@ -34,10 +34,11 @@ from mta import dsn, retry_policy
 from mta.clock import Clock
 from mta.config import Config
 from mta.events import BounceGenerated, Bus, DeliveryAttempt, RouteDecided
+from mta.message import message_id as message_id_of
+from mta.message import needs_smtputf8
 from mta.retry_policy import AttemptKind
 from mta.routing import Route, RouteError, Router
 from mta.smtp.client import Attempt, RelayClient
-from mta.smtp.common import message_id_of
 from mta.store import Bounce, Outcome, QueueRow, QueueState, Store, StoreError
 
 log = logging.getLogger("labmail.relay")
@@ -215,7 +216,8 @@ class RelayWorker:
                     **ids, destination=first.domain, how=route.how, answer=route.answer,
                     hops=tuple(f"{hop.host}:{hop.port}" for hop in route.hops)))
             results = await self.client.transmit(route.hops, first.sender, recipients, raw,
-                                                 (first.queue_id, message_id))
+                                                 (first.queue_id, message_id),
+                                                 smtputf8=first.smtputf8)
         await self._record(group, results, raw, now, message_id)
 
     # -- results --------------------------------------------------------------------------------
@@ -272,4 +274,5 @@ class RelayWorker:
             log.info("relay id=%s: DSN to local mailbox %s", row.queue_id, owner)
             return Bounce(b"Return-Path: <>\r\n" + message, local_owner=owner)
         log.info("relay id=%s: DSN queued for <%s>", row.queue_id, row.sender)
-        return Bounce(message, remote=row.sender)
+        return Bounce(message, remote=row.sender,
+                      smtputf8=needs_smtputf8(True, "", [row.sender], message))

@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from mta import http as mta_http
 from mta import tls, trace
 from mta.clock import Clock
-from mta.config import Config
+from mta.config import Config, HTTPListener
 from mta.events import Bus, MessageStored
 from mta.memory import return_large_blocks_to_os
 from mta.pop3_events import POP3Events
@@ -112,6 +113,12 @@ async def ensure_accounts(config: Config, store: Store) -> None:
                            for a in config.accounts))
 
 
+async def start_http(server: Server, listener: HTTPListener) -> mta_http.HttpListener:
+    """The HTTP listener (``mta.http``) over this server, its store and its bus."""
+    options = mta_http.Options(token=listener.token, cors_origins=listener.cors_origins)
+    return await mta_http.start(server, server.bus, listener.host, listener.port, options)
+
+
 def publish_stored(server: Server, delivered: Delivered) -> None:
     """Publish one ``MessageStored`` per mailbox entry a delivery committed (end of step 4).
 
@@ -149,7 +156,7 @@ async def _listen_pop3(server: Server, tls_context: ssl.SSLContext | None,
 
 async def start(config: Config, *, clock: Clock | None = None, relay: bool = True,
                 shared_ports: bool = False, write_accounts: bool = True,
-                bus: Bus | None = None) -> Server:
+                bus: Bus | None = None, http: bool = True) -> Server:
     """Start every listener ``config`` names; the caller owns the returned Server.
 
     With a submission listener the relay worker runs too (``relay=False``: it is not started;
@@ -157,6 +164,8 @@ async def start(config: Config, *, clock: Clock | None = None, relay: bool = Tru
     ``shared_ports``: worker processes listen on the same ports (``mta.workers``);
     ``write_accounts=False``: a worker leaves the config's accounts to the first process.
     ``bus``: the event bus to publish on (``mta.lab`` shares one); default: a new one.
+    ``http=False``: no HTTP listener even if the config names one (``mta.workers``' extra
+    processes: the first process serves it).
     """
     return_large_blocks_to_os()
     store = await Store.open(config.database)
@@ -177,6 +186,8 @@ async def start(config: Config, *, clock: Clock | None = None, relay: bool = Tru
                 handler, config.listeners.mx.host, config.listeners.mx.port,
                 hostname=config.hostname, component="mx", step=4,
                 max_connections=limits.max_connections,
+                max_per_client=limits.max_connections_per_client,
+                max_junk=limits.max_junk_commands,
                 data_size_limit=limits.max_message_size, timeout=limits.command_timeout,
                 tls_context=tls_context, reuse_port=shared_ports, **published,
                 **mx.handler_kwargs(config))
@@ -189,12 +200,16 @@ async def start(config: Config, *, clock: Clock | None = None, relay: bool = Tru
                 config.listeners.submission.host, config.listeners.submission.port,
                 hostname=config.hostname, component="submission", step=3,
                 max_connections=limits.max_connections,
+                max_per_client=limits.max_connections_per_client,
+                max_junk=limits.max_junk_commands,
                 data_size_limit=limits.max_message_size, timeout=limits.command_timeout,
                 tls_context=tls_context, **published, **submission.handler_kwargs(config))
             if relay:
                 server.start_relay()
         if config.listeners.pop3:
             server.listeners["pop3"] = await _listen_pop3(server, tls_context, shared_ports)
+        if config.listeners.http and http:
+            server.listeners["http"] = await start_http(server, config.listeners.http)
         for name, port in server.ports.items():
             log.info("%s listening on %s:%d", name, getattr(config.listeners, name).host, port)
     except BaseException:

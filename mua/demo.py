@@ -4,8 +4,9 @@ It starts a two-domain lab in this process (``mta.lab``: alice.lab sends, bob.la
 serves POP3) on ephemeral loopback ports with temporary SQLite files, then walks through the six
 steps with the real user agent and the real servers, printing for each step what happens, why
 (with the RFC it follows), and the evidence: the formatted message, the SMTP and POP3
-transcripts as the servers saw them, the routing decision, the queue entry, the SQLite row and
-the rendered message. It exits 0 only if the message arrived intact.
+transcripts as the servers saw them, the routing decision the relay made, the queue entry, the
+SQLite row and the rendered message. It exits 0 only if the message arrived intact. Everything it
+shows of the servers comes from the events they publish on the lab's bus (``mta.events``).
 
 This module and ``mua.testing`` are the only places in ``mua`` that use ``mta``.
 """
@@ -16,7 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import logging
 import sys
 import tempfile
 import time
@@ -24,13 +24,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mua import compose, fetch, render, submit
 from mua.errors import MuaError
 from mua.folder import open_folder
 from mua.profile import Profile, profile_from_dict
 from mua.texts import TEXT
+
+if TYPE_CHECKING:
+    from mta.events import Event, ProtocolLine, Subscription
 
 ALICE, BOB = "alice@alice.lab", "bob@bob.lab"
 FAULT_REPLY = "451 4.3.0 Try again later (fault injected by the demo)"
@@ -52,25 +55,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # -- collecting what the servers report ---------------------------------------------------------
 
 
-class Collector(logging.Handler):
-    """Keeps the trace records (labmail.trace) and the relay's log lines of this demo."""
+class Collector:
+    """The events the lab's servers publish while the demo runs (one bus subscription, read
+    into a list); ``mark()`` says where a step begins."""
 
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+    def __init__(self, subscription: Subscription) -> None:
+        self._subscription = subscription
+        self.events: list[Event] = []
 
     def mark(self) -> int:
-        return len(self.records)
+        self.events += self._subscription.drain()
+        return len(self.events)
 
-    def lines(self, since: int, component: str) -> list[logging.LogRecord]:
-        return [r for r in self.records[since:]
-                if getattr(r, "component", None) == component and hasattr(r, "direction")]
-
-    def relay(self, since: int) -> list[str]:
-        return [r.getMessage() for r in self.records[since:] if r.name == "labmail.relay"]
+    def since(self, mark: int, kind: str) -> list[Any]:
+        """The events of ``kind`` published since ``mark`` (the line events of a listener
+        with ``kind`` "line:<listener>")."""
+        self.mark()
+        kind, _, listener = kind.partition(":")
+        return [e for e in self.events[mark:]
+                if e.kind == kind and (not listener or getattr(e, "listener", "") == listener)]
 
 
 @dataclass
@@ -113,18 +116,18 @@ class Output:
         for line in lines:
             print("    " + line)
 
-    def transcript(self, records: list[logging.LogRecord]) -> None:
-        if not records:
+    def transcript(self, lines: list[ProtocolLine]) -> None:
+        if not lines:
             self.block(self.t("transcript.empty"))
             return
-        peers = list(dict.fromkeys(record.peer for record in records))
+        peers = list(dict.fromkeys(line.peer for line in lines))
         for number, peer in enumerate(peers, 1):
             if len(peers) > 1:
                 self.say(f"  ({self.t('connection', n=number, peer=peer)})")
-            self._lines([r for r in records if r.peer == peer])
+            self._lines([line for line in lines if line.peer == peer])
 
-    def _lines(self, records: list[logging.LogRecord]) -> None:
-        for record in records:
+    def _lines(self, lines: list[ProtocolLine]) -> None:
+        for record in lines:
             who = "C:" if record.direction == "C" else "S:"
             line = f"    {who} {record.line}"
             if self.console is not None:
@@ -166,26 +169,6 @@ def _timer(out: Output, n: int) -> Iterator[None]:
     start = time.perf_counter()
     yield
     out.times[n] = time.perf_counter() - start
-
-
-@contextlib.contextmanager
-def _collecting() -> Iterator[Collector]:
-    """Collect the servers' trace lines and the relay's log lines while the demo runs."""
-    collector = Collector()
-    trace_logger = logging.getLogger("labmail.trace")
-    relay_logger = logging.getLogger("labmail.relay")
-    old = (trace_logger.level, relay_logger.level)
-    trace_logger.setLevel(logging.DEBUG)
-    relay_logger.setLevel(logging.INFO)
-    trace_logger.addHandler(collector)
-    relay_logger.addHandler(collector)
-    try:
-        yield collector
-    finally:
-        trace_logger.removeHandler(collector)
-        relay_logger.removeHandler(collector)
-        trace_logger.setLevel(old[0])
-        relay_logger.setLevel(old[1])
 
 
 @contextlib.contextmanager
@@ -261,42 +244,41 @@ async def _step_submit(demo: _Demo, message: EmailMessage, alice_profile: Profil
         result = await asyncio.to_thread(
             submit.submit, alice_profile, alice.password(ALICE), message)
     out.label(out.t("s3.view"))
-    out.transcript(demo.collector.lines(mark, "submission"))
+    out.transcript(demo.collector.since(mark, "line:submission"))
     out.say(f"=> {result.reply}")
     return mark
 
 
-async def _step_relay(demo: _Demo, mark: int) -> Any:
-    """Step 4: the relay to bob.lab, seen from both servers; returns the stored mailbox entry."""
-    from mta.routing import Router
+async def _step_relay(demo: _Demo, mark: int, message_id: str) -> Any:
+    """Step 4: the relay to bob.lab, seen from both servers; returns the ``stored`` event."""
+    from mta.lab_trace import attempt_lines, route_text
     from mta.store import format_rows
 
     out, lab, collector = demo.out, demo.lab, demo.collector
-    alice = lab["alice.lab"]
     demo.begin(4)
     with _timer(out, 4):
-        entries = await lab.wait_for_delivery(BOB, 1, timeout=30)
-        await lab.wait_for_queue_empty("alice.lab", timeout=30)
-        hops = await Router(alice.config).route("bob.lab")
-        out.label(out.t("s4.route"))
-        route = alice.config.routes.get("bob.lab")
-        source = "static route" if route else "DNS MX"
-        out.block(f"bob.lab -> {', '.join(f'{h.host}:{h.port}' for h in hops)}  ({source})")
+        stored = await lab.wait_for(kind="stored", message_id=message_id, server="bob.lab",
+                                    timeout=30)
+        await lab.settle(timeout=30)  # the relay has recorded its verdict
+        out.label(out.t("s4.route"))  # the decision the relay published, not a recomputation
+        routes = [e for e in collector.since(mark, "routed") if e.destination == "bob.lab"]
+        out.block(route_text(routes[0]) if routes else out.t("transcript.empty"))
         out.label(out.t("s4.queue"))
-        rows = [r for r in await alice.store.queue_rows(include_final=True)
+        rows = [r for r in await lab.queue("alice.lab", include_final=True)
                 if r.recipient == BOB]
         out.block("\n".join(format_rows(rows)))
         out.label(out.t("s4.attempts"))
-        out.block("\n".join(collector.relay(mark)))
+        out.block("\n".join(text for event in collector.since(mark, "attempt")
+                            for text in attempt_lines(event)))
         if demo.args.fail_next_hop:
             out.say(out.t("s4.deferred"))
         out.label(out.t("s4.view"))
-        out.transcript(collector.lines(mark, "mx"))
+        out.transcript(collector.since(mark, "line:mx"))
         out.label(out.t("s4.row"))
-        entry = entries[-1]
-        out.block(f"table mailbox: id={entry.id} owner={entry.owner} uidl={entry.uid} "
-                  f"size={entry.size} sender=<{entry.sender}> smtp id={entry.queue_id}")
-    return entry
+        out.block(f"table mailbox: id={stored.mailbox_id} owner={stored.owner} "
+                  f"uidl={stored.uidl} size={stored.size} sender=<{stored.sender}> "
+                  f"smtp id={stored.queue_id}")
+    return stored
 
 
 async def _step_retrieve(demo: _Demo, bob_profile: Profile) -> fetch.FetchResult:
@@ -308,7 +290,7 @@ async def _step_retrieve(demo: _Demo, bob_profile: Profile) -> fetch.FetchResult
         fetched = await asyncio.to_thread(
             fetch.fetch, bob_profile, demo.lab["bob.lab"].password(BOB))
     out.label(out.t("s5.view"))
-    out.transcript(demo.collector.lines(mark, "pop3"))
+    out.transcript(demo.collector.since(mark, "line:pop3"))
     out.say(out.t("s5.saved", path=bob_profile.maildir))
     return fetched
 
@@ -330,23 +312,30 @@ async def _run(
     from mta.lab import LAB_QUEUE, Lab  # the demo is a composition root: it may use mta
 
     started = time.perf_counter()
-    with _collecting() as collector, _work_folder(args.keep_data) as work:
+    with _work_folder(args.keep_data) as work:
         queue = dataclasses.replace(LAB_QUEUE, retry_initial=0.5)
         async with Lab.start({"alice.lab": ["alice"], "bob.lab": ["bob"]}, folder=work,
                              queue=queue) as lab:
-            demo = _Demo(args, out, collector, lab)
-            _introduce(demo)
-            alice_profile = _profile(ALICE, lab["alice.lab"], work)
-            bob_profile = _profile(BOB, lab["bob.lab"], work)
-            subject, body = _step_compose(demo, attachments)
-            message, sent_bytes = _step_format(demo, subject, body, attachments)
-            mark = await _step_submit(demo, message, alice_profile)
-            entry = await _step_relay(demo, mark)
-            fetched = await _step_retrieve(demo, bob_profile)
-            parsed = _step_render(demo, bob_profile, fetched)
-            return _conclude(demo, message, parsed, fetched,
-                             f"{time.perf_counter() - started:.2f} s",
-                             size=len(sent_bytes), stored=entry.size)
+            with lab.bus.subscribe(maxsize=100_000) as events:  # the demo's view of the lab
+                demo = _Demo(args, out, Collector(events), lab)
+                return await _steps(demo, attachments, work, started)
+
+
+async def _steps(demo: _Demo, attachments: list[compose.Attachment], work: Path,
+                 started: float) -> int:
+    """The six steps in order, then the conclusion."""
+    lab = demo.lab
+    _introduce(demo)
+    alice_profile = _profile(ALICE, lab["alice.lab"], work)
+    bob_profile = _profile(BOB, lab["bob.lab"], work)
+    subject, body = _step_compose(demo, attachments)
+    message, sent_bytes = _step_format(demo, subject, body, attachments)
+    mark = await _step_submit(demo, message, alice_profile)
+    stored = await _step_relay(demo, mark, str(message["Message-ID"]))
+    fetched = await _step_retrieve(demo, bob_profile)
+    parsed = _step_render(demo, bob_profile, fetched)
+    return _conclude(demo, message, parsed, fetched, f"{time.perf_counter() - started:.2f} s",
+                     size=len(sent_bytes), stored=stored.size)
 
 
 def _conclude(

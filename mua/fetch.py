@@ -2,7 +2,7 @@
 
 The session is: greeting, CAPA (RFC 2449), STLS when offered or required (RFC 2595), CAPA again,
 USER/PASS (or AUTH PLAIN, RFC 5034, when USER is not offered), STAT, UIDL, then RETR for each new
-message and QUIT, spoken by stdlib ``poplib``; every line is logged through ``mua.trace``.
+message and QUIT, spoken by stdlib ``poplib``; every line is traced through ``mua.trace``.
 
 Safety rules, so that a dropped connection never loses or duplicates mail:
 - each message is written to the Maildir's ``tmp/``, fsynced and renamed into ``new/`` (the

@@ -2,7 +2,7 @@
 
 The dialogue is EHLO, STARTTLS (when the server offers it, or always when the profile requires
 it; RFC 3207), EHLO again, AUTH (RFC 4954), MAIL FROM, RCPT TO per recipient, DATA, ``.``, QUIT,
-spoken by stdlib ``smtplib``. Every line is logged through ``mua.trace`` (secrets masked).
+spoken by stdlib ``smtplib``. Every line is traced through ``mua.trace`` (secrets masked).
 
 ``submit`` returns a ``SubmitResult`` (which may list refused recipients: a partial success) or
 raises ``SubmitError``, whose message is one human line that includes the server's reply.

@@ -1,24 +1,53 @@
 """The client's side of the protocol transcript (steps 3 and 5, as the user agent sees them).
 
-Every protocol line the user agent sends or receives goes through the stdlib logger named
-``labmail.trace`` with structured fields (``step``, ``component``, ``peer``, ``direction``,
-``line``), the same fields the servers use, so nothing imports anything else to be traced.
+Every protocol line the user agent sends or receives becomes a ``ClientLine`` (step, peer,
+direction, line) handed to whoever listens in this process: ``mua --trace`` prints them
+(``printing``), tests record them (``recording``). The servers' own view is ``mta.events``; the
+user agent's core imports nothing from ``mta``, so it declares its one kind of line here.
 AUTH secrets (SMTP ``AUTH`` and its continuation lines, POP3 ``PASS`` and ``AUTH``) are masked
-before they reach the logger. ``mua --trace`` attaches ``TracePrinter`` to show the lines.
+before any listener sees them.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TextIO
 
-LOGGER_NAME = "labmail.trace"
-logger = logging.getLogger(LOGGER_NAME)
-
 MASK = "****"
+
+
+@dataclass(frozen=True)
+class ClientLine:
+    """One line of the user agent's dialogue; ``direction`` "C" (sent) or "S" (received)."""
+
+    step: int
+    peer: str
+    direction: str
+    line: str
+
+
+_listeners: list[Callable[[ClientLine], None]] = []
+
+
+@contextmanager
+def listening(callback: Callable[[ClientLine], None]) -> Iterator[None]:
+    """Call ``callback`` with every line traced inside the block."""
+    _listeners.append(callback)
+    try:
+        yield
+    finally:
+        _listeners.remove(callback)
+
+
+@contextmanager
+def recording() -> Iterator[list[ClientLine]]:
+    """Collect the lines traced inside the block (tests, the demo)."""
+    lines: list[ClientLine] = []
+    with listening(lines.append):
+        yield lines
 
 
 class Transcript:
@@ -61,19 +90,10 @@ class Transcript:
         return line
 
     def _emit(self, direction: str, line: str) -> None:
-        logger.info(
-            "%s %s: %s",
-            self.peer,
-            direction,
-            line,
-            extra={
-                "step": self.step,
-                "component": "mua",
-                "peer": self.peer,
-                "direction": direction,
-                "line": line,
-            },
-        )
+        if _listeners:
+            traced = ClientLine(self.step, self.peer, direction, line)
+            for listener in list(_listeners):
+                listener(traced)
 
 
 def _is_continuation(line: str) -> bool:
@@ -81,34 +101,14 @@ def _is_continuation(line: str) -> bool:
     return line.startswith("334") or line == "+" or line.startswith("+ ")
 
 
-class TracePrinter(logging.Handler):
-    """Prints the user agent's trace records as ``[peer] C: line`` on a stream."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        super().__init__(logging.INFO)
-        self.stream = stream
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if getattr(record, "component", None) != "mua":
-            return
-        stream = self.stream if self.stream is not None else sys.stderr
-        try:
-            stream.write(f"[{record.peer}] {record.direction}: {record.line}\n")
-            stream.flush()
-        except Exception:  # a logging handler must never raise
-            self.handleError(record)
-
-
 @contextmanager
-def printing(stream: TextIO | None = None) -> Iterator[TracePrinter]:
-    """Print the client's transcript on ``stream`` (stderr by default) inside the block."""
-    handler = TracePrinter(stream)
-    previous = logger.level
-    logger.addHandler(handler)
-    if logger.getEffectiveLevel() > logging.INFO:
-        logger.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
+def printing(stream: TextIO | None = None) -> Iterator[None]:
+    """Print the client's transcript as ``[peer] C: line`` on ``stream`` (stderr by default)."""
+
+    def show(traced: ClientLine) -> None:
+        out = stream if stream is not None else sys.stderr
+        out.write(f"[{traced.peer}] {traced.direction}: {traced.line}\n")
+        out.flush()
+
+    with listening(show):
+        yield

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pop3 import protocol as p
+from pop3.failures import FailedLogins
 from pop3.maildrop import Maildrop
 from pop3.observer import Observer
 from pop3.readahead import ReadAhead
@@ -35,7 +36,6 @@ TOO_MANY_CONNECTIONS = b"-ERR [SYS/TEMP] too many connections\r\n"
 LINE_TOO_LONG = b"-ERR line too long\r\n"
 INTERNAL_ERROR = b"-ERR [SYS/TEMP] internal error\r\n"
 SHUTTING_DOWN = b"-ERR [SYS/TEMP] server shutting down, try again later\r\n"
-MAX_TRACKED_ADDRESSES = 10_000
 READ_CHUNK = 64 * 1024  # at most this much pipelined input is taken per batch
 OUTPUT_BATCH = 64 * 1024  # replies waiting past this many octets are written at once
 IDLE_SLACK = 0.001  # a timer may run a clock tick early: this close counts as due
@@ -51,11 +51,6 @@ class POP3Options:
     lock_lease: float = 60
     failed_auth_delay: float = 1.0  # base; doubles with each failure from one address
     max_line: int = 255  # RFC 2449 4, including CRLF
-
-
-def failed_auth_delay(base: float, failures: int) -> float:
-    """Delay before answering the ``failures``-th failed login in a row from one address."""
-    return base * 2 ** min(max(failures - 1, 0), 6)
 
 
 def discard_buffered(reader: asyncio.StreamReader) -> int:
@@ -129,7 +124,7 @@ class POP3Server:
         self.observer = observer
         self.options = options
         self.ssl_context = ssl_context
-        self.failures: dict[str, int] = {}
+        self.failed_logins = FailedLogins(options.failed_auth_delay)
         self.sessions: set[Session] = set()
         self.no_sessions = asyncio.Event()
         self.no_sessions.set()
@@ -166,12 +161,6 @@ class POP3Server:
             if not self.sessions:
                 self.no_sessions.set()
 
-    def note_failure(self, address: str) -> float:
-        count = self.failures.pop(address, 0) + 1
-        self.failures[address] = count  # re-inserted: the dict stays oldest-first
-        if len(self.failures) > MAX_TRACKED_ADDRESSES:
-            del self.failures[next(iter(self.failures))]
-        return failed_auth_delay(self.options.failed_auth_delay, count)
 
 
 class Session:
@@ -329,13 +318,15 @@ class Session:
                 case p.Send():
                     self.send(action)
                 case p.AuthFailed():
-                    delay = self.server.note_failure(self.address)
+                    delay = self.server.failed_logins.failed(self.address, action.login)
                     log.info("%s failed login for %r", self.peer, action.login)
                     if delay > 0:
                         await self.flush()
                         await asyncio.sleep(delay)
                 case p.LoggedIn():
-                    self.server.failures.pop(self.address, None)
+                    # only this account's failures: owning one account must not reset the
+                    # delay for guessing others from the same address (issue 17 item 10)
+                    self.server.failed_logins.succeeded(self.address, action.owner)
                     log.info("%s logged in as %s", self.peer, action.owner)
                 case p.Unlock():
                     await self.release_lock()

@@ -32,6 +32,7 @@ from mta.events import Bus, Event, ProtocolLine, SessionClosed, SessionOpened
 from mta.retry_policy import AttemptKind
 from mta.routing import Hop
 from mta.smtp.connections import SessionCache, close_session
+from mta.smtp.fit import Unfit, fit
 
 log = logging.getLogger("labmail.relay")
 
@@ -97,14 +98,16 @@ class RelayClient:
         await asyncio.gather(*self._closing_sessions, return_exceptions=True)
 
     async def transmit(self, hops: list[Hop], sender: str, recipients: list[str],
-                       raw: bytes, ids: tuple[str | None, str | None] = (None, None)
-                       ) -> dict[str, Attempt]:
+                       raw: bytes, ids: tuple[str | None, str | None] = (None, None), *,
+                       smtputf8: bool = False) -> dict[str, Attempt]:
         """One transaction with the first hop that answers; a status per recipient.
-        ``ids``: the queue id and Message-ID the transaction's protocol lines carry."""
+        ``ids``: the queue id and Message-ID the transaction's protocol lines carry;
+        ``smtputf8``: the message needs SMTPUTF8 (carried from acceptance through the queue)."""
         failure = temporary("no next hop")
+        message = _Message(sender, recipients, raw, smtputf8, ids)
         for hop in hops:
             try:
-                return await self._session(hop, sender, recipients, raw, ids, tls=True)
+                return await self._session(hop, message, tls=True)
             except _TLSFailed as exc:
                 failure = exc.attempt
                 if self.config.relay.verify_tls:
@@ -112,7 +115,7 @@ class RelayClient:
                 log.info("relay: TLS with %s failed (%s); retrying without TLS", hop,
                          exc.attempt.reply)
                 try:
-                    return await self._session(hop, sender, recipients, raw, ids, tls=False)
+                    return await self._session(hop, message, tls=False)
                 except _HopFailed as again:
                     failure = again.attempt
             except _HopFailed as exc:
@@ -129,15 +132,12 @@ class RelayClient:
             context.verify_mode = ssl.CERT_NONE
         return context
 
-    async def _session(self, hop: Hop, sender: str, recipients: list[str], raw: bytes,
-                       ids: tuple[str | None, str | None], *, tls: bool
-                       ) -> dict[str, Attempt]:
+    async def _session(self, hop: Hop, message: _Message, *, tls: bool) -> dict[str, Attempt]:
         key = (hop.host, hop.port, hop.name, tls)
         cached = self._sessions.take(key)
         if cached is not None:
             try:
-                results, reusable = await self._transaction(cached, hop, sender, recipients,
-                                                            raw, ids, fresh=False)
+                results, reusable = await self._transaction(cached, hop, message, fresh=False)
             except _Stale:
                 await close_session(cached)  # closed by the server meanwhile: start afresh
             else:
@@ -145,8 +145,7 @@ class RelayClient:
                 return results
         client = await self._open(hop, tls)
         try:
-            results, reusable = await self._transaction(client, hop, sender, recipients, raw,
-                                                        ids, fresh=True)
+            results, reusable = await self._transaction(client, hop, message, fresh=True)
         except BaseException:
             await close_session(client)
             raise
@@ -202,31 +201,26 @@ class RelayClient:
         except aiosmtplib.SMTPHeloError:
             await client.helo()
 
-    async def _transaction(self, client: TracedSMTP, hop: Hop, sender: str,
-                           recipients: list[str], raw: bytes,
-                           ids: tuple[str | None, str | None], *, fresh: bool
-                           ) -> tuple[dict[str, Attempt], bool]:
+    async def _transaction(self, client: TracedSMTP, hop: Hop, message: _Message, *,
+                           fresh: bool) -> tuple[dict[str, Attempt], bool]:
         """One mail transaction; the results and whether the session can carry another
         (only after a 2xx: a server that refused something gets a fresh start next time)."""
-        client.transaction = ids
+        client.transaction = message.ids
         try:
-            return await self._transaction_lines(client, hop, sender, recipients, raw,
-                                                 fresh=fresh)
+            return await self._transaction_lines(client, hop, message, fresh=fresh)
         finally:
             client.transaction = (None, None)
 
-    async def _transaction_lines(self, client: TracedSMTP, hop: Hop, sender: str,
-                                 recipients: list[str], raw: bytes, *, fresh: bool
-                                 ) -> tuple[dict[str, Attempt], bool]:
-        options = _mail_options(client, raw)
-        utf8 = not (sender.isascii() and all(r.isascii() for r in recipients))
-        if utf8:
-            if not client.supports_extension("smtputf8"):
-                failed = Attempt(f"{hop} does not support SMTPUTF8 (RFC 6531)",
-                                 AttemptKind.PERMANENT, "5.6.7", False, hop)
-                return dict.fromkeys(recipients, failed), True
-            options.append("SMTPUTF8")
-        encoding = "utf-8" if utf8 else "ascii"
+    async def _transaction_lines(self, client: TracedSMTP, hop: Hop, message: _Message, *,
+                                 fresh: bool) -> tuple[dict[str, Attempt], bool]:
+        sender, recipients = message.sender, message.recipients
+        fitted = fit(client.supports_extension, sender, recipients, message.raw,
+                     smtputf8=message.smtputf8)
+        if isinstance(fitted, Unfit):  # RFC 6531 3.4, RFC 6152 3: returned, not retried
+            failed = Attempt(f"{hop} {fitted.reason}", AttemptKind.PERMANENT, fitted.status,
+                             False, hop)
+            return dict.fromkeys(recipients, failed), True
+        raw, options, encoding = fitted.raw, fitted.options, fitted.encoding
         results: dict[str, Attempt] = {}
         try:
             refused = await _mail(client, hop, sender, options, encoding, fresh=fresh)
@@ -248,14 +242,15 @@ class RelayClient:
         return results, reusable
 
 
-def _mail_options(client: aiosmtplib.SMTP, raw: bytes) -> list[str]:
-    """MAIL parameters the next hop offers (RFC 1870 SIZE, RFC 6152 8BITMIME)."""
-    options = []
-    if client.supports_extension("size"):
-        options.append(f"SIZE={len(raw)}")
-    if not raw.isascii() and client.supports_extension("8bitmime"):
-        options.append("BODY=8BITMIME")
-    return options
+@dataclass(frozen=True)
+class _Message:
+    """One queued message's transaction: envelope, data, and whether it needs SMTPUTF8."""
+
+    sender: str
+    recipients: list[str]
+    raw: bytes
+    smtputf8: bool
+    ids: tuple[str | None, str | None]  # queue id and Message-ID, for the protocol lines
 
 
 async def _mail(client: aiosmtplib.SMTP, hop: Hop, sender: str, options: list[str],

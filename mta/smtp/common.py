@@ -6,7 +6,6 @@ unexpected error becomes a reply.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from aiosmtpd.smtp import Envelope, Session, TLSSetupException
@@ -15,20 +14,11 @@ from mta import replies
 from mta.addresses import AddressError, parse
 from mta.config import Config
 from mta.events import peer_text
-from mta.message import header_section, received_header, with_protocol
+from mta.message import message_id, received_header, with_protocol
 from mta.store import Store
 
 log = logging.getLogger("labmail.smtp")
 
-_MESSAGE_ID = re.compile(rb"^message-id[ \t]*:[ \t]*(.*(?:\r\n[ \t].*)*)", re.I | re.M)
-
-
-def message_id_of(raw: bytes) -> str:
-    """The Message-ID field of ``raw`` ("" when there is none), for log records."""
-    match = _MESSAGE_ID.search(header_section(raw))
-    if not match:
-        return ""
-    return " ".join(match.group(1).decode("utf-8", "replace").split())
 
 
 def txn_extra(component: str, hostname: str, session: Session, raw: bytes,
@@ -37,7 +27,7 @@ def txn_extra(component: str, hostname: str, session: Session, raw: bytes,
     queue id) to the session (component and peer as in its events)."""
     return {"component": component, "hostname": hostname,
             "peer": peer_text(session.peer), "queue_id": queue_id,
-            "message_id": message_id_of(raw)}
+            "message_id": message_id(raw)}
 
 
 def received_for(session: Session, envelope: Envelope, hostname: str, queue_id: str, *,

@@ -18,6 +18,10 @@ class FaultInjector:
     def clear(self) -> None:
         self._replies.clear()
 
+    def pending(self) -> tuple[str, ...]:
+        """The replies still scripted, in the order they will be given."""
+        return tuple(self._replies)
+
     def next(self) -> str | None:
         return self._replies.popleft() if self._replies else None
 

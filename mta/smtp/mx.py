@@ -16,12 +16,12 @@ from aiosmtpd.smtp import Session
 from mta import replies
 from mta.config import Config
 from mta.message import count_received, return_path
+from mta.message import message_id as message_id_of
 from mta.smtp.common import (
     LocalRecipients,
     check_sender,
     exception_reply,
     extend_ehlo,
-    message_id_of,
     peer_ip,
     received_for,
     smtputf8_requested,

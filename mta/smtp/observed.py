@@ -23,7 +23,7 @@ from mta.events import (
     SessionOpened,
     mask,
 )
-from mta.smtp.common import message_id_of
+from mta.message import message_id as message_id_of
 
 if TYPE_CHECKING:
     from mta.smtp.server import LabEnvelope, ListenerState

@@ -1,10 +1,12 @@
 """SMTP listener plumbing shared by the submission (step 3) and MX (step 4) listeners.
 
 aiosmtpd does the protocol; this module adds what a real server needs around it: enhanced status
-codes on every reply (aiosmtpd's own carry none, RFC 2034), the session's events on the bus
-(``mta.smtp.observed``), a connection limit, RFC 5321 size limits, and a clean shutdown (idle
-sessions get ``421``; a transaction in flight finishes first). It binds with
-``loop.create_server``, so port 0 works.
+codes on every reply (aiosmtpd's own carry none, RFC 2034) with no control characters echoed
+from the client, the session's events on the bus (``mta.smtp.observed``), connection limits
+(per listener and per client address), a junk-command limit, RFC 5321 size limits, paths
+refused before aiosmtpd misreads them (``mta.smtp.paths``), and a clean shutdown (idle sessions
+get ``421``; a transaction in flight finishes first). It binds with ``loop.create_server``, so
+port 0 works.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from aiosmtpd.smtp import MISSING, SMTP, Envelope
 
 from mta import replies
 from mta.events import Bus, peer_text
+from mta.smtp import paths
 from mta.smtp.data import DataBuffer, DataState
 from mta.smtp.introspection import ConnectionSetUp
 from mta.smtp.observed import Observed
@@ -33,6 +36,9 @@ log = logging.getLogger("labmail.smtp")
 
 _ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}( |$)")
 _AUTH_PARAMETER = re.compile(r"\s+AUTH=\S*", re.IGNORECASE)
+# What a reply must not carry back from a client's line: controls, lone CR or LF, and the
+# surrogates aiosmtpd keeps for octets that are not UTF-8 (issue 17 item 8).
+_UNSAFE = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]|\r(?!\n)|(?<!\r)\n")
 COMMAND_LIMIT = 512  # RFC 5321 4.5.3.1.4, CRLF included
 
 
@@ -44,9 +50,12 @@ class ListenerState:
     component: str  # "mx" or "submission"
     step: int
     max_connections: int
+    max_per_client: int = 0  # connections from one IP address (0: no limit)
+    max_junk: int = 0  # junk commands between accepted messages (0: no limit)
     domain: str = ""  # the first mail domain served, for events
     bus: Bus = field(default_factory=Bus)
     sessions: set[LabSMTP] = field(default_factory=set)
+    clients: collections.Counter[str] = field(default_factory=collections.Counter)
     closing: bool = False
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -77,6 +86,8 @@ class LabSMTP(Observed, SMTP):
     local_part_limit = 64
     envelope: LabEnvelope | None
     auth_failures: int = 0  # failed AUTH attempts in this session (submission)
+    _junk = 0  # junk commands since the session began or last had a message accepted
+    _client = ""  # the peer's IP address, counted in ``state.clients``
 
     def __init__(self, handler: Any, state: ListenerState, *, offer_auth: bool = True,
                  set_up: ConnectionSetUp | None = None, **kwargs: Any) -> None:
@@ -128,6 +139,8 @@ class LabSMTP(Observed, SMTP):
 
     async def push(self, status: str | bytes) -> None:
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+        if _UNSAFE.search(text):
+            text = _UNSAFE.sub("?", text)
         if not self._greeted:
             self._greeted = True
         elif not self._plain_reply:
@@ -142,6 +155,8 @@ class LabSMTP(Observed, SMTP):
             await self._close_421()
 
     async def smtp_EHLO(self, hostname: str) -> None:
+        if await self._over_junk_limit():
+            return
         self._plain_reply = True
         try:
             await super().smtp_EHLO(hostname)
@@ -154,8 +169,61 @@ class LabSMTP(Observed, SMTP):
         # as Postfix send AUTH=<>); labmail's submission checks the logged-in user instead.
         if arg and self._offer_auth:
             arg = _AUTH_PARAMETER.sub("", arg)
+        if await self._refused_path("MAIL", arg, "FROM:"):
+            return
         self._begin_transaction()  # the handler's queue id (contract: mta.events)
         await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if not await self._refused_path("RCPT", arg, "TO:"):
+            await super().smtp_RCPT(arg)
+
+    async def smtp_VRFY(self, arg: str) -> None:
+        if not await self._over_junk_limit() and not await self._refused_path("VRFY", arg, ""):
+            await super().smtp_VRFY(arg)
+
+    async def smtp_NOOP(self, arg: str) -> None:
+        if not await self._over_junk_limit():
+            await super().smtp_NOOP(arg)
+
+    async def smtp_RSET(self, arg: str) -> None:
+        if not await self._over_junk_limit():
+            await super().smtp_RSET(arg)
+
+    async def smtp_HELP(self, arg: str) -> None:
+        if not await self._over_junk_limit():
+            await super().smtp_HELP(arg)
+
+    async def _over_junk_limit(self) -> bool:
+        """Count a junk command (NOOP, RSET, VRFY, HELP, EHLO, HELO); past the limit the
+        session gets 421 and is closed, so nobody holds a connection with NOOPs (Postfix's
+        smtpd_junk_command_limit)."""
+        self._junk += 1
+        if not self.state.max_junk or self._junk <= self.state.max_junk:
+            return False
+        log.warning("%s: closing %s after %d junk commands", self.state.component, self._peer,
+                    self._junk - 1)
+        await self._close_with(replies.TOO_MANY_JUNK_COMMANDS.format(hostname=self.hostname))
+        return True
+
+    async def _refused_path(self, command: str, arg: str | None, keyword: str) -> bool:
+        """Refuse a path aiosmtpd would misread (``mta.smtp.paths``): one short log line."""
+        path = self._strip_command_keyword(keyword, arg) if arg else None
+        reply = paths.refusal(command, path) if path is not None else None
+        if reply is None:
+            return False
+        log.info("%s: %s from %s refused: %s", self.state.component, command, self._peer,
+                 reply)
+        await self.push(reply)
+        return True
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # The email package's parser raises more than HeaderParseError on odd input (IndexError
+        # on "<@"): any failure is a malformed address (553 5.1.3), never an unexpected error.
+        try:
+            return super()._getaddr(arg)
+        except (ValueError, IndexError, TypeError, AttributeError):
+            return None, None
 
     async def smtp_DATA(self, arg: str) -> None:
         """aiosmtpd's DATA (same replies and hooks), read into one buffer (``mta.smtp.data``):
@@ -183,6 +251,8 @@ class LabSMTP(Observed, SMTP):
             self.publish_line("C", ".")
         envelope.content = envelope.original_content = content
         status = await self._call_handler_hook("DATA")
+        if status is MISSING or status.startswith("2"):
+            self._junk = 0  # a message accepted: the client is doing real work
         await self._end_transaction(envelope, "250 OK" if status is MISSING else status,
                                     len(content), content)
 
@@ -200,12 +270,12 @@ class LabSMTP(Observed, SMTP):
 
     async def _read_data(self) -> DataBuffer:
         """Lines up to the end of data; the reader splits at CRLF only (RFC 5321 4.1.1.4)."""
-        buffer = DataBuffer(self.data_size_limit, self.line_length_limit)
+        buffer = DataBuffer(self.data_size_limit)
         while self.transport is not None and buffer.state is not DataState.DONE:
             try:
                 buffer.line(await self._reader.readuntil(b"\r\n"))
             except asyncio.LimitOverrunError as exc:
-                buffer.overrun(len(await self._reader.read(exc.consumed)))
+                buffer.overrun(await self._reader.readexactly(exc.consumed))
             except asyncio.CancelledError:
                 self._writer.close()  # the connection went away mid-message
                 raise
@@ -219,6 +289,8 @@ class LabSMTP(Observed, SMTP):
         await super().smtp_STARTTLS(arg)
 
     async def smtp_HELO(self, hostname: str) -> None:
+        if await self._over_junk_limit():
+            return
         self._plain_reply = True
         try:
             await super().smtp_HELO(hostname)
@@ -231,15 +303,22 @@ class LabSMTP(Observed, SMTP):
         first = self.transport is None
         super().connection_made(transport)
         if first:
-            self._peer = peer_text(self.session.peer if self.session else None)
+            peer = self.session.peer if self.session else None
+            self._peer = peer_text(peer)
+            self._client = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+            self.state.clients[self._client] += 1
             self.state.sessions.add(self)
             self.state.idle.clear()
             if self.state.bus.active:
                 self.publish_opened(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
-        if self in self.state.sessions and self.state.bus.active:
-            self.publish_closed()
+        if self in self.state.sessions:
+            self.state.clients[self._client] -= 1
+            if self.state.clients[self._client] <= 0:
+                del self.state.clients[self._client]
+            if self.state.bus.active:
+                self.publish_closed()
         self.state.sessions.discard(self)
         if not self.state.sessions:
             self.state.idle.set()
@@ -250,9 +329,15 @@ class LabSMTP(Observed, SMTP):
             self._greeted = True
             log.warning("%s: refusing %s, %d connections", self.state.component, self._peer,
                         len(self.state.sessions))
-            await self.push(replies.TOO_MANY_CONNECTIONS.format(hostname=self.hostname))
-            if self.transport is not None:
-                self.transport.close()
+            await self._close_with(replies.TOO_MANY_CONNECTIONS.format(hostname=self.hostname))
+            return
+        clients = self.state.clients[self._client]
+        if self.state.max_per_client and clients > self.state.max_per_client:
+            # slow clients from one address must not keep everyone else out (issue 17 item 9)
+            self._greeted = True
+            log.warning("%s: refusing %s, %d connections from that address",
+                        self.state.component, self._peer, clients)
+            await self._close_with(replies.TOO_MANY_FROM_CLIENT.format(hostname=self.hostname))
             return
         if self.state.closing:
             self._greeted = True
@@ -268,6 +353,11 @@ class LabSMTP(Observed, SMTP):
                 self.publish_line("S", line)
             self.transport.write(line.encode() + b"\r\n")
         super()._timeout_cb()
+
+    async def _close_with(self, reply: str) -> None:
+        await self.push(reply)
+        if self.transport is not None:
+            self.transport.close()
 
     def _idle(self) -> bool:
         return self.envelope is None or not self.envelope.mail_from
@@ -286,6 +376,12 @@ class LabSMTP(Observed, SMTP):
             except (ConnectionError, RuntimeError):
                 if self.transport is not None:
                     self.transport.close()
+
+
+# HELP lists a command by the syntax aiosmtpd's decorator put on its method: keep it on these
+# overrides (they only add checks in front of aiosmtpd's own).
+for _name in ("smtp_RCPT", "smtp_VRFY", "smtp_NOOP", "smtp_RSET", "smtp_HELP"):
+    vars(LabSMTP)[_name].__dict__.update(vars(SMTP)[_name].__dict__)
 
 
 @functools.cache  # a handful of verbs and methods
@@ -352,7 +448,8 @@ class SMTPListener:
 
 async def start_smtp_listener(handler: Any, host: str, port: int, *, hostname: str,
                               component: str, step: int, max_connections: int,
-                              data_size_limit: int, timeout: float,
+                              data_size_limit: int, timeout: float, max_per_client: int = 0,
+                              max_junk: int = 0,
                               tls_context: ssl.SSLContext | None = None,
                               reuse_port: bool = False, bus: Bus | None = None,
                               domain: str = "", **smtp_kwargs: Any) -> SMTPListener:
@@ -360,8 +457,8 @@ async def start_smtp_listener(handler: Any, host: str, port: int, *, hostname: s
     ``reuse_port``: worker processes listen on the same port (SO_REUSEPORT); ``bus``: where
     the sessions publish their events (``domain`` names the server in them)."""
     loop = asyncio.get_running_loop()
-    state = ListenerState(hostname, component, step, max_connections, domain,
-                          bus if bus is not None else Bus())
+    state = ListenerState(hostname, component, step, max_connections, max_per_client, max_junk,
+                          domain, bus if bus is not None else Bus())
     set_up = ConnectionSetUp()  # one handler, the same arguments: learnt once, reused
 
     def factory() -> LabSMTP:

@@ -4,8 +4,10 @@ RFC 6409: every transaction needs AUTH (``530 5.7.0`` otherwise), and the envelo
 be the authenticated user's own address (``553 5.7.1``; ``<>`` included). AUTH PLAIN and LOGIN
 (RFC 4954, 4616) are checked against the store off the event loop; in plain text only where the
 config allows it (``538 5.7.11`` otherwise, and AUTH is then not advertised before STARTTLS).
-A failed AUTH answers ``535 5.7.8`` after ``limits.failed_auth_delay``; after
-``limits.max_auth_failures`` the connection gets ``421`` and is closed.
+A failed AUTH answers ``535 5.7.8`` after a delay that grows with the failures from the client's
+address across connections (``pop3.failures``: ``limits.failed_auth_delay`` doubled each time;
+a login forgets only its own account's failures); after ``limits.max_auth_failures`` in one
+session the connection gets ``421`` and is closed.
 
 The server completes the message (RFC 6409 8: ``Message-ID`` and ``Date`` when missing) and
 prepends ``Received: ... with ESMTPA`` (``ESMTPSA`` under TLS, RFC 3848). Recipients in the
@@ -28,13 +30,13 @@ from mta import replies
 from mta.addresses import AddressError, parse
 from mta.clock import Clock
 from mta.config import Config
-from mta.message import count_received, has_header, return_path
+from mta.message import count_received, has_header, needs_smtputf8, return_path
+from mta.message import message_id as message_id_of
 from mta.smtp.common import (
     LocalRecipients,
     address_reply,
     exception_reply,
     extend_ehlo,
-    message_id_of,
     peer_ip,
     received_for,
     smtputf8_requested,
@@ -43,6 +45,7 @@ from mta.smtp.common import (
 from mta.smtp.server import LabEnvelope, LabSMTP
 from mta.store import Store, StoreError, new_queue_id
 from pop3.crlf import to_crlf
+from pop3.failures import FailedLogins
 
 log = logging.getLogger("labmail.submission")
 
@@ -79,6 +82,7 @@ class SubmissionHandler:
         self.store = store
         self.clock = clock or Clock()
         self.recipients = LocalRecipients(config, store)
+        self.failed_logins = FailedLogins(config.limits.failed_auth_delay)
 
     # -- session --------------------------------------------------------------------------------
 
@@ -127,6 +131,7 @@ class SubmissionHandler:
             login = password = ""
         if login and password and await self.store.check_password(login, password):
             log.info("submission: %s authenticated from %s", login, peer_ip(server.session))
+            self.failed_logins.succeeded(peer_ip(server.session), login)
             # Mark the session and reply here: aiosmtpd's own success path would only add its
             # deprecated ``login_data`` (and a warning per login); "handled" stops it.
             server.session.authenticated = True
@@ -137,7 +142,9 @@ class SubmissionHandler:
         failures = server.auth_failures
         log.warning("submission: failed AUTH %d for %r from %s", failures, login,
                     peer_ip(server.session))
-        await asyncio.sleep(self.config.limits.failed_auth_delay)
+        delay = self.failed_logins.failed(peer_ip(server.session), login)
+        if delay > 0:
+            await asyncio.sleep(delay)
         if failures >= self.config.limits.max_auth_failures:
             await server.push(replies.TOO_MANY_AUTH_FAILURES.format(hostname=server.hostname))
             if server.transport is not None:
@@ -204,7 +211,9 @@ class SubmissionHandler:
             await self.store.accept(queue_id, sender, local_owners=owners,
                                     local_raw=return_path(sender) + raw, remote=remote,
                                     queue_raw=raw, now=self.clock.now(),
-                                    message_id=envelope.message_id or "")
+                                    message_id=envelope.message_id or "",
+                                    smtputf8=needs_smtputf8(envelope.smtp_utf8, sender, remote,
+                                                            raw))
         except StoreError as exc:
             log.error("submission could not store message from %s: %s", sender, exc)
             return replies.TEMPORARY_FAILURE

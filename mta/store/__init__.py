@@ -15,7 +15,7 @@ One ``Store`` class, made of one part per concern over one shared connection pai
 
 from mta.store.accounts import Accounts, hash_password
 from mta.store.connection import StoreError, migrate, schema_files
-from mta.store.mailboxes import Delivered, Entry, new_queue_id, new_uid
+from mta.store.mailboxes import Delivered, Entry, MaildropLocked, new_queue_id, new_uid
 from mta.store.queue import (
     Bounce,
     Outbound,
@@ -26,8 +26,9 @@ from mta.store.queue import (
     format_rows,
 )
 
-__all__ = ["Bounce", "Delivered", "Entry", "Outcome", "QueueRow", "QueueState", "Store",
-           "StoreError", "format_row", "format_rows", "hash_password", "migrate",
+__all__ = ["Bounce", "Delivered", "Entry", "MaildropLocked", "Outcome", "QueueRow",
+           "QueueState", "Store", "StoreError", "format_row", "format_rows", "hash_password",
+           "migrate",
            "new_queue_id", "new_uid", "schema_files"]
 
 

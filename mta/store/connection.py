@@ -147,6 +147,8 @@ class _GroupCommitter:
                      messages: int = 0) -> Any:
         if self.closed:
             raise StoreError("store is closed")
+        if statements:
+            check_text(*(value for _sql, rows in statements for row in rows for value in row))
         future = asyncio.get_running_loop().create_future()
         self.pending.append(_Job(statements, fn, future, messages))
         self.wakeup.set()
@@ -200,6 +202,18 @@ class _GroupCommitter:
         # every public aiosqlite call works). Three trips (BEGIN, writes, COMMIT) cost the
         # event loop a wake-up each, which showed in the MX benchmark at concurrency 10.
         return await self.db._execute(_run_batch, self.db._conn, batch)
+
+
+def check_text(*values: object) -> None:
+    """Refuse (``StoreError``) text SQLite cannot store: it is UTF-8, so no lone surrogates
+    (how aiosmtpd keeps octets that are not UTF-8). Called before a job joins a batch, so one
+    bad job never fails, and slows down, the commit it would share (issue 17 item 6)."""
+    for value in values:
+        if type(value) is str and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise StoreError("a value is not valid UTF-8 text") from None
 
 
 def _run_batch(conn: sqlite3.Connection, batch: list[_Job]) -> list[Any]:

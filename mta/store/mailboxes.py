@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mta.addresses import normalise
-from mta.store.connection import StoreBase
+from mta.store.connection import StoreBase, StoreError, check_text
 
 # Messages this big are written into SQLite in pieces (no whole copy for the trace headers).
 LARGE_MESSAGE = 1024 * 1024
@@ -65,6 +65,10 @@ def insert_entries(db: sqlite3.Connection, rows: Sequence[EntryRow]) -> tuple[in
     return tuple(db.execute(_INSERT_ENTRY, row).lastrowid or 0 for row in rows)
 
 
+class MaildropLocked(StoreError):
+    """A POP3 session holds the maildrop (RFC 1939 8): an administrator's delete must wait."""
+
+
 def new_uid() -> str:
     """A UIDL value: printable ASCII (RFC 1939 7), unique across databases, never reused."""
     return uuid.uuid4().hex
@@ -101,6 +105,7 @@ class Mailboxes(StoreBase):
         whole just to put a few header lines in front of it: it is written into SQLite in
         pieces (incremental blob I/O) instead of being bound as one value.
         """
+        check_text(sender, message_id, *owners)
         queue_id = queue_id or new_queue_id()
         if len(raw) < LARGE_MESSAGE:
             rows, entries = self._delivery_rows(owners, prefix + raw, sender, queue_id)
@@ -209,6 +214,54 @@ class Mailboxes(StoreBase):
             return cursor.rowcount
 
         return await self._write_fn(run)
+
+    async def delete_unless_locked(self, owner: str, entry_ids: Sequence[int] | None) -> int:
+        """Delete ``entry_ids`` (None: every entry) of one mailbox unless a POP3 session holds
+        its maildrop lock (then ``MaildropLocked``); the check and the delete are one
+        transaction, so no session can take the lock in between. Returns how many went."""
+        owner = normalise(owner)
+
+        def run(db: sqlite3.Connection) -> int | None:
+            held = db.execute("SELECT 1 FROM maildrop_locks WHERE owner = ? AND expires >= ?",
+                              (owner, time.time())).fetchone()
+            if held:
+                return None
+            if entry_ids is None:
+                return db.execute("DELETE FROM mailbox WHERE owner = ?", (owner,)).rowcount
+            return sum(db.execute("DELETE FROM mailbox WHERE owner = ? AND id = ?",
+                                  (owner, int(i))).rowcount for i in entry_ids)
+
+        deleted = await self._write_fn(run)
+        if deleted is None:
+            raise MaildropLocked(f"{owner}: a POP3 session holds the maildrop")
+        return deleted
+
+    # -- reads for the HTTP API (mta.http) -----------------------------------------------------
+
+    async def mailbox_page(self, owner: str | None, *, before: int | None = None,
+                           since: float | None = None, limit: int = 50,
+                           head: int = 65536) -> list[tuple[Entry, bytes]]:
+        """Entries newest first (ids below ``before``, stored at or after ``since``), of one
+        mailbox or (``owner`` None) of all, each with the first ``head`` bytes of its message:
+        one indexed query with LIMIT, so a page costs the same in a mailbox of any size."""
+        where, values = [], []
+        for clause, value in (("owner = ?", None if owner is None else normalise(owner)),
+                              ("id < ?", before), ("received >= ?", since)):
+            if value is not None:
+                where.append(clause)
+                values.append(value)
+        sql = (f"SELECT id, uid, size, received, owner, sender, txn_id, substr(raw, 1, ?) "
+               f"AS head FROM mailbox {'WHERE ' + ' AND '.join(where) if where else ''} "
+               "ORDER BY id DESC LIMIT ?")
+        rows = await self._all(sql, (max(head, 1), *values, limit))
+        return [(Entry(*row[:7]), bytes(row["head"]) if head > 0 else b"") for row in rows]
+
+    async def mailbox_counts(self) -> dict[str, int]:
+        """Every account and how many messages its mailbox holds, in one query."""
+        rows = await self._all(
+            "SELECT a.address, (SELECT COUNT(*) FROM mailbox m WHERE m.owner = a.address) "
+            "AS n FROM accounts a ORDER BY a.address")
+        return {row["address"]: row["n"] for row in rows}
 
     async def entry_by_uid(self, uid: str) -> Entry | None:
         row = await self._one(f"{_SELECT_ENTRY} WHERE uid = ?", (uid,))

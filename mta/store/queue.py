@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from mta.store.connection import Statement
+from mta.store.connection import Statement, check_text
 from mta.store.mailboxes import Delivered, EntryRow, Mailboxes, insert_entries, new_queue_id
 
 
@@ -44,6 +44,7 @@ class QueueRow:
     next_attempt: float
     last_reply: str | None
     created: float       # when the message was queued (its lifetime counts from here)
+    smtputf8: bool = False  # the message needs SMTPUTF8 (RFC 6531; schema 003)
 
 
 @dataclass(frozen=True)
@@ -65,47 +66,50 @@ class Bounce:
     raw: bytes
     local_owner: str | None = None   # deliver into this local mailbox ...
     remote: str | None = None        # ... or queue it for relay to this address
+    smtputf8: bool = False           # a queued DSN needs SMTPUTF8 (RFC 6533)
     queue_id: str = field(default_factory=new_queue_id)  # the DSN's own
 
 
-_INSERT_QUEUED_MESSAGE = ("INSERT INTO queue_messages (id, sender, raw, size, created) "
-                          "VALUES (?, ?, ?, ?, ?)")
+_INSERT_QUEUED_MESSAGE = ("INSERT INTO queue_messages (id, sender, raw, size, created, smtputf8) "
+                          "VALUES (?, ?, ?, ?, ?, ?)")
 _INSERT_QUEUED_RECIPIENT = ("INSERT INTO queue_recipients (message_id, recipient, domain, "
                             "state, next_attempt, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?)")
 # column message_id is QueueRow.queue_id
 _SELECT_QUEUE = ("SELECT r.id, r.message_id, m.sender, r.recipient, r.domain, r.state, "
-                 "r.attempts, r.next_attempt, r.last_reply, m.created "
+                 "r.attempts, r.next_attempt, r.last_reply, m.created, m.smtputf8 "
                  "FROM queue_recipients r JOIN queue_messages m ON m.id = r.message_id")
 _DROP_FINAL_BODY = ("UPDATE queue_messages SET raw = NULL WHERE id = ? AND NOT EXISTS ("
                     "SELECT 1 FROM queue_recipients WHERE message_id = ? AND state = ?)")
 
 
 def _queue_row(row: sqlite3.Row) -> QueueRow:
-    return QueueRow(*row[:5], QueueState(row[5]), *row[6:])
+    return QueueRow(*row[:5], QueueState(row[5]), *row[6:10], bool(row[10]))
 
 
 class Outbound(Mailboxes):
     """The ``queue_messages`` and ``queue_recipients`` tables (bounces may go to a mailbox)."""
 
     def _queue_statements(self, queue_id: str, sender: str, raw: bytes,
-                          recipients: Sequence[str], now: float) -> list[Statement]:
+                          recipients: Sequence[str], now: float,
+                          smtputf8: bool = False) -> list[Statement]:
         rows = [(queue_id, recipient, recipient.rpartition("@")[2].lower(), QueueState.QUEUED,
                  now, now, now)
                 for recipient in dict.fromkeys(recipients)]
-        return [(_INSERT_QUEUED_MESSAGE, [(queue_id, sender, raw, len(raw), now)]),
+        return [(_INSERT_QUEUED_MESSAGE, [(queue_id, sender, raw, len(raw), now, int(smtputf8))]),
                 (_INSERT_QUEUED_RECIPIENT, rows)]
 
     async def accept(self, queue_id: str, sender: str, *, local_owners: Sequence[str] = (),
                      local_raw: bytes = b"", remote: Sequence[str] = (), queue_raw: bytes = b"",
-                     now: float, message_id: str = "") -> Delivered:
+                     now: float, message_id: str = "", smtputf8: bool = False) -> Delivered:
         """Commit local mailbox entries and outbound queue rows of one message together.
 
         The submission listener answers 250 only after this returns (one transaction, so a
         crash leaves either all of the message or none of it).
         """
+        check_text(sender, message_id, *local_owners, *remote)
         rows, entries = self._delivery_rows(local_owners, local_raw, sender, queue_id)
-        statements = self._queue_statements(queue_id, sender, queue_raw, remote, now) \
-            if remote else []
+        statements = self._queue_statements(queue_id, sender, queue_raw, remote, now,
+                                             smtputf8) if remote else []
 
         def run(db: sqlite3.Connection) -> tuple[int, ...]:
             for sql, values in statements:
@@ -121,11 +125,11 @@ class Outbound(Mailboxes):
         return delivered
 
     async def enqueue(self, sender: str, raw: bytes, recipients: Sequence[str], *,
-                      now: float, queue_id: str | None = None) -> str:
+                      now: float, queue_id: str | None = None, smtputf8: bool = False) -> str:
         """Queue ``raw`` for relay to ``recipients``; returns the queue id once durable."""
         queue_id = queue_id or new_queue_id()
-        await self._write(self._queue_statements(queue_id, sender, raw, recipients, now),
-                          messages=1)
+        await self._write(self._queue_statements(queue_id, sender, raw, recipients, now,
+                                                 smtputf8), messages=1)
         self.notify_queued(queue_id)
         return queue_id
 
@@ -173,7 +177,8 @@ class Outbound(Mailboxes):
         if bounce and bounce.local_owner:
             rows, entries = self._delivery_rows([bounce.local_owner], bounce.raw, "", bounce_id)
         elif bounce and bounce.remote:
-            statements = self._queue_statements(bounce_id, "", bounce.raw, [bounce.remote], now)
+            statements = self._queue_statements(bounce_id, "", bounce.raw, [bounce.remote], now,
+                                                bounce.smtputf8)
 
         def run(db: sqlite3.Connection) -> tuple[int, ...]:
             for o in outcomes:

@@ -101,8 +101,13 @@ def memory_verdicts(results: dict[str, Any]) -> list[Verdict]:
 
 def verdicts(results: dict[str, Any]) -> list[Verdict]:
     """(target, figure, goal, met) rows."""
-    return [*mx_verdicts(results), *e2e_verdicts(results), *pop3_verdicts(results),
+    rows = [*mx_verdicts(results), *e2e_verdicts(results), *pop3_verdicts(results),
             *memory_verdicts(results)]
+    if results.get("http"):
+        import http_bench
+
+        rows += http_bench.verdicts(results["http"])
+    return rows
 
 
 def mx_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -159,7 +164,12 @@ def figure_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         rows.append(("end to end", "skipped", e2e["skipped"]))
     for key, value in e2e.get("rows", []):
         rows.append(("end to end", key, value))
-    return rows + pop3_rows(results) + memory_rows(results)
+    rows += pop3_rows(results) + memory_rows(results)
+    if results.get("http"):
+        import http_bench
+
+        rows += http_bench.figure_rows(results["http"])
+    return rows
 
 
 def print_tables(results: dict[str, Any]) -> None:

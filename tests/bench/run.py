@@ -6,7 +6,8 @@
 
 Sections: ``mx`` (MX acceptance vs aiosmtpd's no-op ceiling), ``e2e`` (submission -> relay ->
 mailbox, when labmail has a submission listener), ``pop3`` (retrieval, STAT/LIST on a big
-mailbox), ``memory`` (peak RSS at concurrency 50 and for one 20 MB message).
+mailbox), ``memory`` (peak RSS at concurrency 50 and for one 20 MB message), ``http`` (the
+HTTP listener's cost to the MX, API latency on a big mailbox: tests/bench/http_bench.py).
 
 Every server runs in a subprocess of its own; baselines are measured in the same run,
 alternating A B A B so a noisy machine's drift hits both. Everything talks to 127.0.0.1,
@@ -360,6 +361,12 @@ def bench_e2e(s: Settings, say: Any, mx: dict[str, Any] | None) -> dict[str, Any
     return e2e.run(s, say, mx)
 
 
+def bench_http(s: Settings, say: Any) -> dict[str, Any]:
+    import http_bench  # tests/bench/http_bench.py
+
+    return http_bench.run(s, say)
+
+
 def machine() -> dict[str, Any]:
     model = "?"
     try:
@@ -397,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["mx", "e2e", "pop3", "memory"],
+        choices=["mx", "e2e", "pop3", "memory", "http"],
         help="run only these sections (repeatable)",
     )
     parser.add_argument("--output", "-o", default="bench-results.json", help="JSON figures")
@@ -432,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", type=Path, help="cProfile the labmail MX server at c50 into this folder"
     )
     args = parser.parse_args(argv)
-    sections = args.only or ["mx", "e2e", "pop3", "memory"]
+    sections = args.only or ["mx", "e2e", "pop3", "memory", "http"]
     work = Path(tempfile.mkdtemp(prefix="labmail-bench-"))
     s = settings(args, work)
     if args.concurrency:
@@ -466,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
             results["pop3"] = bench_pop3(s, say)
         if "memory" in sections:
             results["memory"] = bench_memory(s, say, results.get("mx"))
+        if "http" in sections:
+            results["http"] = bench_http(s, say)
     finally:
         ServerProcess.kill_all()
         shutil.rmtree(work, ignore_errors=True)

@@ -1,7 +1,8 @@
 """Benchmark servers, each run in a subprocess of its own (one process, one event loop).
 
     python tests/bench/servers.py noop  [--profile FILE]
-    python tests/bench/servers.py mx    --dir DIR [--pop3] [--fill OWNER=N ...] [--profile FILE]
+    python tests/bench/servers.py mx    --dir DIR [--pop3] [--http] [--fill OWNER=N ...]
+                                        [--profile FILE]
 
 The process binds 127.0.0.1 on an ephemeral port, prints one JSON line ``{"ready": ...}`` with
 its ports and pid on stdout, then serves until its stdin closes (or SIGTERM), and prints one
@@ -96,6 +97,7 @@ def mx_config(
     domain: str = DOMAIN,
     submission: bool = False,
     routes: dict[str, str] | None = None,
+    http: bool = False,
 ) -> Any:
     from mta.config import from_dict
 
@@ -104,6 +106,8 @@ def mx_config(
         listeners["pop3"] = {"host": HOST, "port": 0}
     if submission:
         listeners["submission"] = {"host": HOST, "port": 0}
+    if http:
+        listeners["http"] = {"host": HOST, "port": 0}
     users = USERS if domain == DOMAIN else (f"alice@{domain}",)
     data = {
             "hostname": f"mx.{domain}",
@@ -187,6 +191,7 @@ async def run_mx(args: argparse.Namespace) -> dict[str, Any]:
         domain=args.domain,
         submission=args.submission,
         routes=routes,
+        http=args.http,
     )
     server = await start(config, shared_ports=args.workers > 1)
     pool = None
@@ -196,15 +201,14 @@ async def run_mx(args: argparse.Namespace) -> dict[str, Any]:
         pool = WorkerPool(directory / "bench.toml", config, server.ports, args.workers - 1)
         await pool.start()
     ports = {"smtp": server.ports["mx"]}
-    if args.submission:
-        ports["submission"] = server.ports["submission"]
+    for name in ("submission", "http", "pop3"):
+        if getattr(args, name):
+            ports[name] = server.ports[name]
     deliveries: list[tuple[float, str]] = []  # (monotonic time of the commit, entry uid)
     if args.track:
         server.store.on_delivery(
             lambda d: deliveries.extend((time.monotonic(), uid) for _, uid in d.entries)
         )
-    if args.pop3:
-        ports["pop3"] = server.ports["pop3"]
     consumer = subscriber(server.bus) if args.subscribe else None
     started = time.perf_counter()
     for item in args.fill:
@@ -298,6 +302,7 @@ def main() -> None:
     parser.add_argument("--domain", default=DOMAIN)
     parser.add_argument("--submission", action="store_true", help="also serve submission")
     parser.add_argument("--subscribe", action="store_true", help="consume every bus event")
+    parser.add_argument("--http", action="store_true", help="also serve the HTTP API")
     parser.add_argument("--route", action="append", default=[], metavar="DOMAIN=HOST:PORT")
     parser.add_argument(
         "--track",

@@ -143,8 +143,8 @@ def test_each_server_config_is_an_example_copied_into_the_image(
 
 def test_listeners_are_what_the_ports_publish(servers: dict[str, Service]) -> None:
     expected = {
-        "alice-mta": {"mx": 25, "submission": 587},
-        "bob-mta": {"mx": 25, "submission": 587},
+        "alice-mta": {"mx": 25, "submission": 587, "http": 8025},
+        "bob-mta": {"mx": 25, "submission": 587, "http": 8025},
         "alice-pop3": {"pop3": 110},
         "bob-pop3": {"pop3": 110},
     }
@@ -155,6 +155,8 @@ def test_listeners_are_what_the_ports_publish(servers: dict[str, Service]) -> No
         assert all(lst.host == "0.0.0.0" for lst in listeners.values()), name
         published = sorted(p.container_port for p in service.ports)
         assert published == sorted(lst.port for lst in listeners.values()), name
+        http = listeners.get("http")
+        assert http is None or http.token, f"{name}: the HTTP API off loopback needs a token"
 
 
 def test_ports_are_published_on_loopback_only_with_unprivileged_numbers(

@@ -585,7 +585,7 @@ def test_data_buffer_refuses_too_much_and_keeps_nothing() -> None:
 
 def test_data_buffer_never_ends_inside_an_over_long_line() -> None:
     buffer = DataBuffer(0, 1000)
-    buffer.overrun(70_000)  # the stream limit cut the line: what follows is its tail
+    buffer.overrun(b"x" * 70_000)  # the stream limit cut the line: what follows is its tail
     data_lines(buffer, b".\r\n")
     assert buffer.state is DataState.LINE_TOO_LONG
     data_lines(buffer, b".\r\n")

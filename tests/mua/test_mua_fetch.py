@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import mailbox
 from datetime import UTC, datetime
 
@@ -12,7 +11,7 @@ from mua_helpers import ALICE, BOB, USERS, make_profile
 
 from mua.compose import build_message, to_bytes
 from mua.fetch import UIDL_FILE, FetchError, fetch
-from mua.trace import LOGGER_NAME
+from mua.trace import recording
 
 PASSWORD = USERS[BOB]
 DATE = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -115,12 +114,11 @@ def test_stls_required_but_not_offered(start_pop3, tmp_path):
         fetch(bob_profile(tmp_path, pop3, pop3_security="starttls"), PASSWORD)
 
 
-def test_trace_masks_password(start_pop3, tmp_path, caplog):
+def test_trace_masks_password(start_pop3, tmp_path):
     pop3 = start_pop3(tls=False)
     pop3.mailbox(BOB).add(sample(1))
-    caplog.set_level(logging.INFO, logger=LOGGER_NAME)
-    fetch(bob_profile(tmp_path, pop3), PASSWORD)
-    records = [r for r in caplog.records if r.name == LOGGER_NAME]
+    with recording() as records:
+        fetch(bob_profile(tmp_path, pop3), PASSWORD)
     assert {r.step for r in records} == {5}
     lines = [r.line for r in records]
     assert "PASS ****" in lines and "USER bob@bob.lab" in lines
@@ -230,17 +228,17 @@ def test_uid_memory_journal_survives_an_interruption(start_pop3, tmp_path):
     assert len(remembered) == 4 and remembered == sorted(remembered)
 
 
-def test_trace_of_a_long_response_is_bounded(start_pop3, tmp_path, caplog):
+def test_trace_of_a_long_response_is_bounded(start_pop3, tmp_path):
     from mua.fetch import LONG_LINES_TRACED
 
     pop3 = start_pop3(tls=False)
     body = "".join(f"line {i}\n" for i in range(100)) + ".dot last\n"
     pop3.mailbox(BOB).add(to_bytes(build_message(sender=ALICE, to=[BOB], subject="long",
                                                  date=DATE, body=body)))
-    caplog.set_level(logging.INFO, logger=LOGGER_NAME)
     profile = bob_profile(tmp_path, pop3)
-    fetch(profile, PASSWORD)
-    lines = [(r.direction, r.line) for r in caplog.records if r.name == LOGGER_NAME]
+    with recording() as records:
+        fetch(profile, PASSWORD)
+    lines = [(r.direction, r.line) for r in records]
     start = lines.index(("C", "RETR 1"))
     retr = lines[start + 1: lines.index(("C", "DELE 1"))]
     assert retr[0][1].startswith("+OK")  # the status line, then at most 40 lines of the message

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import logging
 import socket
 from email import policy
 from email.parser import BytesParser
@@ -13,7 +12,7 @@ from mua_helpers import ALICE, USERS, make_profile
 
 from mua.compose import Attachment, build_message
 from mua.submit import SubmitError, submit
-from mua.trace import LOGGER_NAME, printing
+from mua.trace import printing, recording
 
 PASSWORD = USERS[ALICE]
 
@@ -128,14 +127,12 @@ def test_partial_refusal_is_reported(start_smtp, tmp_path, ca_file):
     assert server.messages[0].rcpt_tos == ["bob@bob.lab"]
 
 
-def test_trace_logs_both_directions_and_masks_secrets(start_smtp, tmp_path, ca_file, caplog):
+def test_trace_records_both_directions_and_masks_secrets(start_smtp, tmp_path, ca_file):
     server = start_smtp()
     profile = make_profile(tmp_path, smtp_port=server.port, ca_file=ca_file)
-    caplog.set_level(logging.INFO, logger=LOGGER_NAME)
-    submit(profile, PASSWORD, message())
-    records = [r for r in caplog.records if r.name == LOGGER_NAME]
+    with recording() as records:
+        submit(profile, PASSWORD, message())
     assert {r.step for r in records} == {3}
-    assert {r.component for r in records} == {"mua"}
     assert {r.peer for r in records} == {f"127.0.0.1:{server.port}"}
     lines = [(r.direction, r.line) for r in records]
     commands = [line.split(" ")[0].upper() for d, line in lines if d == "C"]

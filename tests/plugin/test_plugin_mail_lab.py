@@ -199,22 +199,27 @@ def test_trace_follows_a_message_across_hops(mail_lab: MailLab) -> None:
     trace = mail_lab.trace(sent.message_id)
 
     assert [(h.step, h.component, h.server) for h in trace.hops] == [
-        (3, "submission", "mx.alice.lab"), (4, "mx", "mx.bob.lab")]
-    submission, mx = trace.hops
+        (3, "submission", "mx.alice.lab"), (4, "relay", "mx.alice.lab"), (4, "mx", "mx.bob.lab")]
+    submission, relay, mx = trace.hops
     texts = [str(line) for line in submission.lines]
     assert "C: AUTH PLAIN ****" in texts
     assert "C: RCPT TO:<bob@bob.lab>" in texts
     assert f"S: 250 2.0.0 OK: queued as {sent.queue_id}" in texts
+    relayed = [str(line) for line in relay.lines]
+    assert "C: RCPT TO:<bob@bob.lab>" in relayed
+    assert any(t.startswith("S: 354") for t in relayed)  # the relay's side shows 354 too
     assert str(mx.lines[0]).startswith("S: 220 mx.bob.lab")
     assert "C: EHLO mx.alice.lab" in [str(line) for line in mx.lines]
-    # the relay keeps a session that ended in 250 for the next message (no QUIT yet)
-    assert str(mx.lines[-1]).startswith("S: 250 2.0.0 OK: queued as")
+    # stored (committed) comes just before accepted (the 250 that says so)
+    assert sorted(e.kind for e in mx.events if e.kind in ("accepted", "stored")) == [
+        "accepted", "stored"]
     assert [qid for _, qid in trace.queue_ids][0] == sent.queue_id
     assert trace.queue_ids[1][0] == "mx.bob.lab"
     assert any("attempt=1 delivered: 250" in a for a in trace.attempts)
 
     text = str(trace)
     assert text.splitlines()[0].startswith("step 3 submission at mx.alice.lab, client 127.0.0.1:")
+    assert "  routed: bob.lab -> 127.0.0.1:" in text and "(static route)" in text
     assert text.splitlines()[-2] == f"Message-ID: {sent.message_id}"
     assert text.splitlines()[-1].startswith(f"queue ids: {sent.queue_id} at mx.alice.lab, ")
     assert mail_lab.trace(sent.message_id.strip("<>")).hops == trace.hops

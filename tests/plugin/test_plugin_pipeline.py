@@ -46,12 +46,16 @@ def test_the_six_steps_with_the_real_user_agent(mail_lab: MailLab, tmp_path: Pat
     assert stored["Subject"] == SUBJECT
     trace = mail_lab.trace(str(message["Message-ID"]))
     assert [(hop.component, hop.server) for hop in trace.hops] == [
-        ("submission", "mx.alice.lab"), ("mx", "mx.bob.lab")]
+        ("submission", "mx.alice.lab"), ("relay", "mx.alice.lab"), ("mx", "mx.bob.lab")]
 
     # step 5: retrieve by POP3 into a Maildir (and delete from the server)
     fetched = fetch(bob_profile, bob.password)
     assert (fetched.on_server, fetched.downloaded, fetched.deleted) == (1, 1, 1)
     assert mail_lab.messages(bob.address) == []
+    trace = mail_lab.trace(str(message["Message-ID"]))
+    assert [hop.component for hop in trace.hops][-1] == "pop3"
+    assert [e.kind for e in trace.hops[-1].events if e.kind in ("retrieved", "deleted")] == [
+        "retrieved", "deleted"]
     [key] = fetched.keys
     data = mailbox.Maildir(bob_profile.maildir, create=False).get_bytes(key)
 

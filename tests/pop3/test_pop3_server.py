@@ -12,9 +12,10 @@ import ssl
 
 import pytest
 
+from pop3.failures import FailedLogins, failed_auth_delay
 from pop3.memory import MemoryMaildrop
 from pop3.protocol import POP3Protocol
-from pop3.server import discard_buffered, failed_auth_delay
+from pop3.server import discard_buffered
 
 BOB = "bob@bob.lab"
 BOB_PASSWORD = "bob secret"
@@ -512,3 +513,37 @@ async def test_idle_timeout_fires_after_pipelined_commands(start_pop3, raw_clien
     assert maildrop.messages(BOB) == stored
     idle = await raw_client(running)  # AUTHORIZATION: the same timer
     assert await idle.eof()
+
+
+def test_failed_logins_count_per_address_and_reset_per_account() -> None:
+    logins = FailedLogins(1.0, max_tracked=2)
+    assert [logins.failed("10.0.0.1", "carol@bob.lab") for _ in range(2)] == [1.0, 2.0]
+    assert logins.failed("10.0.0.1", "Dave@bob.lab") == 4.0
+    logins.succeeded("10.0.0.1", "dave@bob.lab")  # only dave's failure is forgotten
+    assert logins.count("10.0.0.1") == 2
+    logins.failed("10.0.0.2", "x")
+    logins.failed("10.0.0.3", "x")  # the oldest address is dropped
+    assert logins.count("10.0.0.1") == 0 and logins.count("10.0.0.3") == 1
+
+
+async def test_a_good_login_does_not_reset_guessing_other_accounts(start_pop3,
+                                                                  raw_client) -> None:
+    base = 0.05
+    running = await start_pop3(failed_auth_delay=base)
+    loop = asyncio.get_running_loop()
+
+    async def fail_once() -> float:
+        client = await raw_client(running)
+        await client.cmd(f"USER {CAROL}")
+        started = loop.time()
+        assert (await client.cmd("PASS wrong")).startswith(b"-ERR [AUTH]")
+        await client.close()
+        return loop.time() - started
+
+    await fail_once()
+    await fail_once()  # a new connection each time: the address is what counts
+    bob = await raw_client(running)
+    await bob.cmd(f"USER {BOB}")
+    assert (await bob.cmd(f"PASS {BOB_PASSWORD}")).startswith(b"+OK")
+    await bob.cmd("QUIT")
+    assert await fail_once() >= 4 * base * 0.99  # the third failure from this address

@@ -7,6 +7,7 @@ import base64
 import smtplib
 import socket
 import ssl
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from sending_helpers import (
     submit,
 )
 
-from mta.config import TLS
+from mta.config import TLS, Limits
 from mta.lab import Lab
 from mta.smtp.submission import complete_message
 
@@ -303,3 +304,29 @@ async def test_mail_auth_parameter_is_accepted_on_submission_only(lab: Lab) -> N
     submission, mx = await asyncio.to_thread(run)
     assert submission[0] == 250
     assert mx[0] == 555  # the MX offers no AUTH, so the parameter is unknown there
+
+
+async def test_failed_auth_delay_grows_per_address_across_connections(lab_factory: Any) -> None:
+    base = 0.05
+    lab = await lab_factory(limits=Limits(failed_auth_delay=base, command_timeout=60.0))
+    port = lab["alice.lab"].ports["submission"]
+    ann_pw = lab["alice.lab"].password("ann@alice.lab")
+
+    def auth_once(user: str, password: str) -> tuple[int, float]:
+        blob = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.ehlo("client")
+            started = time.monotonic()
+            code, _ = client.docmd("AUTH", f"PLAIN {blob}")
+            return code, time.monotonic() - started
+
+    def run() -> list[tuple[int, float]]:
+        # a new connection each time: the client's address is what counts; ann's good login
+        # forgets ann's failures only, not alice's
+        return [auth_once(ALICE, "wrong"), auth_once(ALICE, "wrong"),
+                auth_once("ann@alice.lab", ann_pw), auth_once(ALICE, "wrong")]
+
+    first, second, good, third = await asyncio.to_thread(run)
+    assert first[0] == second[0] == third[0] == 535 and good[0] == 235
+    assert second[1] >= 2 * base * 0.99
+    assert third[1] >= 4 * base * 0.99

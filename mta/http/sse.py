@@ -1,0 +1,92 @@
+"""``GET /api/v1/events``: the event bus as Server-Sent Events (steps 3 to 5, live).
+
+Each event is sent with ``id:`` its bus sequence number, ``event:`` its kind and ``data:`` the
+JSON of ``Event.to_dict()`` (framing by aiohttp-sse). Filters (``kind``, ``step``,
+``queue_id``, ``message_id``, ``server``) use ``mta.events.matches``. A client that
+reconnects with ``Last-Event-ID`` (or ``?last_event_id=``) first gets every held event after
+that one (the bus keeps the newest ``HISTORY``), so nothing still held is lost; an id older
+than what is held gets a ``gap`` event first. A client that reads too slowly loses events (the
+bus never waits for it) and is told so with ``dropped`` events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping
+from functools import partial
+
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse
+
+from mta import events
+from mta.http import params
+from mta.http.auth import require_admin
+from mta.http.context import CONTEXT
+
+PING_SECONDS = 15.0
+
+
+def event_filter(q: Mapping[str, str]) -> Callable[[events.Event], bool]:
+    """The predicate of a stream's query string; ``400`` for unknown kinds or steps."""
+    kinds = params.choice_list(q, "kind", set(events.KINDS))
+    steps = params.choice_list(q, "step", {str(n) for n in range(1, 7)})
+    for name in ("queue_id", "message_id", "server"):
+        value = q.get(name, "")
+        if len(value) > params.MAX_FILTER or any(ord(c) < 32 for c in value):
+            raise params.bad(name, "is too long or has control characters")
+    return partial(events.matches, kind=kinds,
+                   step=tuple(int(s) for s in steps) if steps else None,
+                   queue_id=q.get("queue_id") or None, message_id=q.get("message_id") or None,
+                   server=q.get("server") or None)
+
+
+def _last_event_id(request: web.Request) -> int | None:
+    value = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+    if value is None or value == "":
+        return None
+    if not value.strip().isdigit() or len(value) > 18:
+        raise params.bad("Last-Event-ID", "must be an event id this stream sent")
+    return int(value)
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    require_admin(request)
+    predicate = event_filter(request.query)
+    since = _last_event_id(request)
+    context = request.app[CONTEXT]
+    bus = context.bus
+    subscription = context.subscribe(predicate=predicate, since=since)
+    response = EventSourceResponse(ping_interval=PING_SECONDS)
+    try:
+        await response.prepare(request)
+        async with response:
+            closer = asyncio.ensure_future(_close_when_gone(response, subscription.close))
+            try:
+                if since is not None and since + 1 < bus.oldest_held:
+                    await response.send(json.dumps({"after": since, "oldest_held":
+                                                    bus.oldest_held}), event="gap")
+                await _pump(response, subscription)
+            finally:
+                closer.cancel()
+    except (ConnectionResetError, TimeoutError):
+        pass  # the client went away
+    finally:
+        context.release(subscription)
+    return response
+
+
+async def _pump(response: EventSourceResponse, subscription: events.Subscription) -> None:
+    dropped = 0
+    async for event in subscription:
+        if subscription.dropped != dropped:
+            dropped = subscription.dropped
+            await response.send(json.dumps({"dropped": dropped}), event="dropped")
+        await response.send(json.dumps(event.to_dict()), id=str(event.seq), event=event.kind)
+
+
+async def _close_when_gone(response: EventSourceResponse, close: Callable[[], None]) -> None:
+    """End the stream once the client disconnects (the ping task notices it)."""
+    await response.wait()
+    close()
+
