@@ -1,7 +1,8 @@
 """The ``mta`` command: run one domain's server and look after its accounts and mail.
 
-``mta serve`` runs every listener the config names (steps 3, 4, 5); ``mta check`` is the
-container health check; the account and mailbox commands inspect the store without a mail
+``mta serve`` runs every listener the config names (steps 3, 4, 5) and refuses to start on a
+database it cannot write; ``mta check`` is the container health check (greetings, a writable
+database); the account and mailbox commands inspect the store without a mail
 client. Every command takes ``--config FILE``. Errors print one line and exit non-zero.
 """
 
@@ -14,6 +15,8 @@ import json
 import logging
 import os
 import signal
+import sqlite3
+import ssl
 import sys
 import time
 import urllib.error
@@ -27,12 +30,22 @@ from mta import config as config_mod
 from mta import server as server_mod
 from mta import workers
 from mta.addresses import normalise
-from mta.config import Config, ConfigError
-from mta.store import Entry, MaildropLocked, Store, StoreError, format_rows
+from mta.config import IMPLICIT_TLS, Config, ConfigError
+from mta.store import (
+    Entry,
+    MaildropLocked,
+    Store,
+    StoreError,
+    check_writable,
+    format_rows,
+    why_not_writable,
+)
 
 log = logging.getLogger("labmail")
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+# what the shell reports for a program that SIGPIPE ended (``mta ... | head``)
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 class CommandError(Exception):
     """A failure to report to the user in one line (exit 1)."""
@@ -68,46 +81,58 @@ def setup_logging(verbose: bool, trace: bool) -> None:
 
 async def _serve(config: Config, config_path: Path, worker: bool,
                  forward_events: bool = False) -> None:
-    pool = None
     stop = asyncio.Event()
     if worker:  # one of mta.workers' processes: MX and POP3 on the shared ports
         server = await server_mod.start(config, relay=False, shared_ports=True,
                                         write_accounts=False, http=False)
-        await workers.watch_parent(stop)
-        print(workers.READY, flush=True)
-        if forward_events:  # after READY: from here on standard output carries events
-            await workers.forward_events(server.bus)
     else:
         workers.check_supported(config)
         server = await server_mod.start(config, shared_ports=config.workers > 1)
-        for name, port in server.ports.items():
-            listener = getattr(config.listeners, name)
-            print(f"mta: {config.hostname} {name} listening on {listener.host}:{port}",
-                  flush=True)
-        if config.workers > 1 and ({"mx", "pop3"} & server.ports.keys()):
-            pool = workers.WorkerPool(config_path, config, server.ports, config.workers - 1,
-                                      bus=server.bus)
-            try:
-                await pool.start()
-            except BaseException:
-                await pool.close()
-                await server.close(grace=0)
-                raise
-            print(f"mta: {config.hostname} {pool.count} more worker process(es) on the "
-                  "MX and POP3 ports", flush=True)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, AttributeError, ValueError):  # Windows
-            pass
+    # From here on every exit path closes the server and its store: aiosqlite's threads
+    # would otherwise keep the process alive in interpreter shutdown, holding its sockets.
+    pool = None
     try:
+        if worker:
+            await workers.watch_parent(stop)
+            print(workers.READY, flush=True)  # fails if the first process is gone already
+            if forward_events:  # after READY: from here on standard output carries events
+                await workers.forward_events(server.bus)
+        else:
+            pool = await _announce_and_start_workers(config, config_path, server)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, AttributeError, ValueError):  # Windows
+                pass
         await stop.wait()
     finally:
         log.info("shutting down")
-        if pool is not None:
-            await pool.close()
-        await server.close()
+        try:
+            if pool is not None:
+                await pool.close()
+        finally:
+            await server.close()
+
+
+async def _announce_and_start_workers(config: Config, config_path: Path,
+                                      server: server_mod.Server) -> workers.WorkerPool | None:
+    """Print the bound ports; with ``workers > 1`` start the other processes."""
+    for name, port in server.ports.items():
+        listener = getattr(config.listeners, name)
+        print(f"mta: {config.hostname} {name} listening on {listener.host}:{port}", flush=True)
+    if config.workers < 2 or not (set(workers.SHARED) & server.ports.keys()):
+        return None
+    pool = workers.WorkerPool(config_path, config, server.ports, config.workers - 1,
+                              bus=server.bus)
+    try:
+        await pool.start()
+    except BaseException:
+        await pool.close()
+        raise
+    print(f"mta: {config.hostname} {pool.count} more worker process(es) on the "
+          "MX and POP3 ports", flush=True)
+    return pool
 
 
 def refuse_public_http(config: Config) -> None:
@@ -130,14 +155,23 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         raise CommandError(f"cannot listen: {exc.strerror or exc}") from None
     except RuntimeError as exc:  # a worker process that would not start
         raise CommandError(str(exc)) from None
+    except StoreError as exc:  # e.g. a database it cannot write: nothing to serve
+        print(f"mta: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 
 # -- check ---------------------------------------------------------------------------------------
 
 
-async def _greeting(host: str, port: int, timeout: float) -> str:
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+async def _greeting(host: str, port: int, timeout: float, tls: bool = False) -> str:
+    context = None
+    if tls:  # implicit TLS (RFC 8314): a health check asks for liveness, not identity
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(host, port, ssl=context), timeout)
     try:
         line = await asyncio.wait_for(reader.readline(), timeout)
         return line.decode("utf-8", "replace").strip()
@@ -159,7 +193,8 @@ def _healthz(host: str, port: int, timeout: float) -> str:
 
 
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
-    expected = {"mx": "220", "submission": "220", "pop3": "+OK", "http": "200 ok"}
+    expected = {"mx": "220", "submission": "220", "submissions": "220", "pop3": "+OK",
+                "pop3s": "+OK", "http": "200 ok"}
     failures = 0
     checked = 0
     for name, want in expected.items():
@@ -172,15 +207,35 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
             greeting = _healthz(host, listener.port, args.timeout)
         else:
             try:
-                greeting = asyncio.run(_greeting(host, listener.port, args.timeout))
-            except (OSError, TimeoutError) as exc:
+                greeting = asyncio.run(_greeting(host, listener.port, args.timeout,
+                                                 tls=name in IMPLICIT_TLS))
+            except (OSError, TimeoutError, ssl.SSLError) as exc:
                 greeting = f"no answer ({exc.__class__.__name__}: {exc})"
         ok = greeting.startswith(want)
         failures += not ok
         print(f"{name:<10} {host}:{listener.port}  {'ok' if ok else 'FAIL'}  {greeting}")
     if not checked:
         raise CommandError("the config names no listener to check")
+    ok, text = _store_health(config.database, args.timeout)
+    failures += not ok
+    print(f"{'store':<11} {config.database}  {'ok' if ok else 'FAIL'}  {text}")
     return EXIT_OK if not failures else EXIT_FAIL
+
+
+def _store_health(path: Path, timeout: float) -> tuple[bool, str]:
+    """Whether the database can be written (a server that cannot answers 451 to all)."""
+    if not path.exists():
+        return True, "not created yet"
+    reason = why_not_writable(path)
+    try:
+        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+        try:
+            check_writable(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return False, f"cannot write: {exc}" + (f" ({reason})" if reason else "")
+    return True, "writable"
 
 
 # -- accounts ------------------------------------------------------------------------------------
@@ -426,3 +481,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAIL
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (| head, | grep -q): nothing left to say
+        return quiet_broken_pipe()
+
+
+def quiet_broken_pipe() -> int:
+    """Point standard output at /dev/null and return ``EXIT_BROKEN_PIPE``.
+
+    Python flushes stdout again at exit; into the closed pipe that would print "Exception
+    ignored ... BrokenPipeError" (the recipe in the ``signal`` module's documentation).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE

@@ -13,6 +13,8 @@ the file. Environment variables override what containers and tests must change; 
     LABMAIL_LISTENERS_POP3=0.0.0.0:110
     LABMAIL_LISTENERS_HTTP=127.0.0.1:8025     (the JSON API; "off" disables it)
     LABMAIL_LISTENERS_HTTP_TOKEN=...          (its bearer token; required off loopback)
+    LABMAIL_LISTENERS_SUBMISSIONS=0.0.0.0:465   (implicit TLS, RFC 8314)
+    LABMAIL_LISTENERS_POP3S=0.0.0.0:995
     LABMAIL_ROUTES=alice.lab=alice-mta:25,bob.lab=bob-mta:25   ("" clears the table)
     LABMAIL_RELAY_NAMESERVERS=127.0.0.1:5353
     LABMAIL_WORKERS=2                         (processes on the MX and POP3 ports)
@@ -22,6 +24,7 @@ the file. Environment variables override what containers and tests must change; 
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import tomllib
@@ -72,6 +75,14 @@ class Listeners:
     submission: Listener | None = None
     pop3: Listener | None = None
     http: HTTPListener | None = None
+    # RFC 8314 implicit TLS: TLS from the first byte (need a [tls] certificate)
+    submissions: Listener | None = None
+    pop3s: Listener | None = None
+
+
+# the listener names, in the order they are started and reported
+LISTENER_NAMES = ("mx", "submission", "submissions", "pop3", "pop3s")
+IMPLICIT_TLS = ("submissions", "pop3s")
 
 
 @dataclass(frozen=True)
@@ -178,6 +189,10 @@ class Config:
 
 # ---------------------------------------------------------------------------------------------
 # parsing
+
+
+# Float settings that may be 0; every other float (timeouts, leases, retry times) must be > 0.
+ZERO_ALLOWED = frozenset({"failed_auth_delay"})
 
 
 def parse_hostport(value: str, where: str) -> tuple[str, int]:
@@ -331,8 +346,13 @@ def _dataclass_section(reader: _Reader, key: str, cls: type) -> Any:
             value = sub.positive(f.name, int, default)
         elif isinstance(default, float):
             value = sub.get(f.name, float, default)
-            if value < 0:
-                raise sub.err(f.name, "must not be negative")
+            # nan compares false with everything: without isfinite, a nan timeout would pass
+            # (and make every session time out at once)
+            if not math.isfinite(value):
+                raise sub.err(f.name, "must be a finite number (not nan or inf)")
+            if value < 0 or (value == 0 and f.name not in ZERO_ALLOWED):
+                raise sub.err(f.name, "must be greater than 0"
+                              if f.name not in ZERO_ALLOWED else "must not be negative")
         elif isinstance(default, str):
             value = sub.get(f.name, str, default)
         else:  # tuple of strings
@@ -388,7 +408,7 @@ def from_dict(data: Mapping[str, Any], source: str = "<config>",
     if not database:
         raise r.err("database", "is required (the SQLite file that holds the mailboxes)")
     listeners_r = r.sub("listeners")
-    listeners = Listeners(*(_listener(listeners_r, n) for n in ("mx", "submission", "pop3")),
+    listeners = Listeners(**{n: _listener(listeners_r, n) for n in LISTENER_NAMES},
                           http=_http_listener(listeners_r))
     listeners_r.finish()
     accounts = _accounts(r, domains)
@@ -440,6 +460,8 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 (TOML 1.0 "Spec")
+        raise ConfigError(f"{path}: not valid UTF-8 at byte {exc.start}") from None
     config = from_dict(data, str(path), path.parent)
     return apply_env(config, os.environ if environ is None else environ)
 
@@ -505,6 +527,8 @@ _ENV_OVERRIDES: dict[str, Callable[[Config, str, str], dict[str, Any]]] = {
     "LISTENERS_POP3": _env_listener,
     "LISTENERS_HTTP": _env_listener,
     "LISTENERS_HTTP_TOKEN": lambda config, name, value: {},  # _with_token, after the loop
+    "LISTENERS_SUBMISSIONS": _env_listener,
+    "LISTENERS_POP3S": _env_listener,
 }
 
 

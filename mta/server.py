@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from mta import http as mta_http
 from mta import tls, trace
 from mta.clock import Clock
-from mta.config import Config, HTTPListener
+from mta.config import IMPLICIT_TLS, Config, ConfigError, HTTPListener
 from mta.events import Bus, MessageStored
 from mta.memory import return_large_blocks_to_os
 from mta.pop3_events import POP3Events
@@ -38,6 +38,9 @@ class Listener(Protocol):
     @property
     def port(self) -> int: ...
 
+    def stop_accepting(self) -> None:
+        """Stop accepting and tell the sessions (at once, before anyone waits)."""
+
     async def close(self, grace: float = 10.0) -> None:
         """Stop accepting; sessions get ``grace`` seconds to finish."""
 
@@ -52,8 +55,11 @@ class POP3Listening:
     def port(self) -> int:
         return self.listener.sockets[0].getsockname()[1]
 
-    async def close(self, grace: float = 10.0) -> None:
+    def stop_accepting(self) -> None:
         self.listener.close()  # ends the sessions: each releases its maildrop lock
+
+    async def close(self, grace: float = 10.0) -> None:
+        self.stop_accepting()
         await self.listener.wait_closed(grace)
 
 
@@ -94,17 +100,27 @@ class Server:
         if self._closed:
             return
         self._closed = True
-        for name, listener in self.listeners.items():
-            try:
-                await listener.close(grace)
-            except Exception:
-                log.exception("closing listener %s failed", name)
-        for service in reversed(self.services):
-            try:
-                await service.close()
-            except Exception:
-                log.exception("closing %r failed", service)
-        await self.store.close()
+        try:
+            await self._close_listeners(grace)
+            for service in reversed(self.services):
+                try:
+                    await service.close()
+                except Exception:
+                    log.exception("closing %r failed", service)
+        finally:  # whatever failed above: the store's threads must end (issue 17 item 16)
+            await self.store.close()
+
+    async def _close_listeners(self, grace: float) -> None:
+        # Every listener at once: idle POP3 sessions get their notice now, not after the SMTP
+        # listeners' grace period for transactions in flight.
+        for listener in self.listeners.values():
+            listener.stop_accepting()
+        results = await asyncio.gather(*(listener.close(grace)
+                                         for listener in self.listeners.values()),
+                                       return_exceptions=True)
+        for name, result in zip(self.listeners, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("closing listener %s failed", name, exc_info=result)
 
 
 async def ensure_accounts(config: Config, store: Store) -> None:
@@ -137,19 +153,21 @@ def publish_stored(server: Server, delivered: Delivered) -> None:
             sender=delivered.sender))
 
 
-async def _listen_pop3(server: Server, tls_context: ssl.SSLContext | None,
+async def _listen_pop3(server: Server, name: str, tls_context: ssl.SSLContext | None,
                        shared_ports: bool) -> POP3Listening:
+    """The POP3 listener (110, STLS) or pop3s (995, RFC 8314 implicit TLS)."""
     config, limits = server.config, server.config.limits
-    assert config.listeners.pop3 is not None
+    listener = getattr(config.listeners, name)
     return POP3Listening(await start_pop3(
-        server.store, config.listeners.pop3.host, config.listeners.pop3.port,
+        server.store, listener.host, listener.port,
         POP3Options(config.hostname,
                     allow_plaintext_auth=config.allow_plaintext_auth,
                     apop=any(account.apop for account in config.accounts),
                     idle_timeout=limits.pop3_idle_timeout,
                     max_connections=limits.max_connections,
                     failed_auth_delay=limits.failed_auth_delay,
-                    lock_lease=limits.pop3_lock_lease),
+                    lock_lease=limits.pop3_lock_lease,
+                    implicit_tls=name in IMPLICIT_TLS),
         tls_context, reuse_port=shared_ports,
         observer=POP3Events(server.bus, config.hostname, config.domains[0])))
 
@@ -174,45 +192,71 @@ async def start(config: Config, *, clock: Clock | None = None, relay: bool = Tru
     if trace.enabled():  # the labmail.trace log (``--trace``) is a subscriber of the bus
         trace.follow(server.bus)
     store.on_delivery(lambda delivered: publish_stored(server, delivered))
-    published = {"bus": server.bus, "domain": config.domains[0]}
     try:
+        # a read-only file, folder or mount: refuse now rather than answer 451 to everyone
+        await store.check_writable()
         if write_accounts:
             await ensure_accounts(config, store)
-        tls_context = tls.server_context(config)
-        limits = config.limits
-        if config.listeners.mx:
-            handler = mx.InboundHandler(config, store, server.faults)
-            server.listeners["mx"] = await start_smtp_listener(
-                handler, config.listeners.mx.host, config.listeners.mx.port,
-                hostname=config.hostname, component="mx", step=4,
-                max_connections=limits.max_connections,
-                max_per_client=limits.max_connections_per_client,
-                max_junk=limits.max_junk_commands,
-                data_size_limit=limits.max_message_size, timeout=limits.command_timeout,
-                tls_context=tls_context, reuse_port=shared_ports, **published,
-                **mx.handler_kwargs(config))
-        if config.listeners.submission:
-            if tls_context is None and not config.allow_plaintext_auth:
-                log.warning("submission: no TLS and plain-text AUTH not allowed: "
-                            "nobody can authenticate")
-            server.listeners["submission"] = await start_smtp_listener(
-                submission.SubmissionHandler(config, store, server.clock),
-                config.listeners.submission.host, config.listeners.submission.port,
-                hostname=config.hostname, component="submission", step=3,
-                max_connections=limits.max_connections,
-                max_per_client=limits.max_connections_per_client,
-                max_junk=limits.max_junk_commands,
-                data_size_limit=limits.max_message_size, timeout=limits.command_timeout,
-                tls_context=tls_context, **published, **submission.handler_kwargs(config))
-            if relay:
-                server.start_relay()
-        if config.listeners.pop3:
-            server.listeners["pop3"] = await _listen_pop3(server, tls_context, shared_ports)
-        if config.listeners.http and http:
-            server.listeners["http"] = await start_http(server, config.listeners.http)
+        await _start_listeners(server, tls.server_context(config), shared_ports, relay, http)
         for name, port in server.ports.items():
             log.info("%s listening on %s:%d", name, getattr(config.listeners, name).host, port)
     except BaseException:
         await server.close(grace=0)
         raise
     return server
+
+
+async def _start_listeners(server: Server, tls_context: ssl.SSLContext | None,
+                           shared_ports: bool, relay: bool, http: bool) -> None:
+    """Bind every listener the config names, in ``LISTENER_NAMES`` order."""
+    config, limits = server.config, server.config.limits
+    for name in IMPLICIT_TLS:
+        if getattr(config.listeners, name) and tls_context is None:
+            raise ConfigError(f"{config.source}: 'listeners.{name}' needs TLS: set "
+                              'tls = "self-signed" or a [tls] table with cert and key')
+    if config.listeners.mx:
+        handler = mx.InboundHandler(config, server.store, server.faults)
+        server.listeners["mx"] = await start_smtp_listener(
+            handler, config.listeners.mx.host, config.listeners.mx.port,
+            hostname=config.hostname, component="mx", step=4,
+            max_connections=limits.max_connections,
+            max_per_client=limits.max_connections_per_client,
+            max_junk=limits.max_junk_commands,
+            data_size_limit=limits.max_message_size, timeout=limits.command_timeout,
+            tls_context=tls_context, reuse_port=shared_ports, **_published(server),
+            **mx.handler_kwargs(config))
+    for name in ("submission", "submissions"):
+        if getattr(config.listeners, name):
+            server.listeners[name] = await _submission(server, name, tls_context)
+    if relay and server.listeners.keys() & {"submission", "submissions"}:
+        server.start_relay()
+    for name in ("pop3", "pop3s"):
+        if getattr(config.listeners, name):
+            server.listeners[name] = await _listen_pop3(server, name, tls_context, shared_ports)
+    if config.listeners.http and http:
+        server.listeners["http"] = await start_http(server, config.listeners.http)
+
+
+async def _submission(server: Server, name: str,
+                      tls_context: ssl.SSLContext | None) -> Listener:
+    """The submission listener (587, STARTTLS) or submissions (465, RFC 8314 implicit TLS)."""
+    config, limits = server.config, server.config.limits
+    implicit = name in IMPLICIT_TLS
+    if not implicit and tls_context is None and not config.allow_plaintext_auth:
+        log.warning("submission: no TLS and plain-text AUTH not allowed: "
+                    "nobody can authenticate")
+    listener = getattr(config.listeners, name)
+    return await start_smtp_listener(
+        submission.SubmissionHandler(config, server.store, server.clock),
+        listener.host, listener.port, hostname=config.hostname, component="submission", step=3,
+        max_connections=limits.max_connections,
+        max_per_client=limits.max_connections_per_client,
+        max_junk=limits.max_junk_commands,
+        data_size_limit=limits.max_message_size, timeout=limits.command_timeout,
+        tls_context=tls_context, implicit_tls=implicit, **_published(server),
+        **submission.handler_kwargs(config))
+
+
+def _published(server: Server) -> dict[str, Any]:
+    """What an SMTP listener needs to publish its events."""
+    return {"bus": server.bus, "domain": server.config.domains[0]}

@@ -2,8 +2,8 @@
 
 One Python event loop tops out at about what aiosmtpd can parse; a class of fifty hammering one
 server needs more. With ``workers = N`` in the config, ``mta serve`` starts N - 1 more processes
-of itself that listen on the same MX and POP3 ports (``SO_REUSEPORT``: the kernel spreads new
-connections over the processes, Linux and the BSDs). They share the SQLite database, which
+of itself that listen on the same MX, POP3 and POP3S ports (``SO_REUSEPORT``: the kernel spreads
+new connections over the processes, Linux and the BSDs). They share the SQLite database, which
 already serialises writers across processes (each commit still comes before its ``250``) and
 holds the POP3 maildrop lock. Submission and the relay worker stay in the first process only:
 the relay must be the queue's one reader.
@@ -42,6 +42,8 @@ log = logging.getLogger("labmail.workers")
 READY = "mta: worker ready"
 MAX_RESTARTS = 5
 START_TIMEOUT = 30.0
+# the listeners worker processes share; submission stays with the relay in the first process
+SHARED = ("mx", "pop3", "pop3s")
 FORWARD_BUFFER = 4 * 1024 * 1024  # unsent event octets a worker holds before dropping
 
 
@@ -107,11 +109,12 @@ class WorkerPool:
         self.count = count
         self.bus = bus  # where the workers' events go; None: they send none
         self.env = dict(os.environ)
-        for name in ("mx", "pop3"):
+        for name in SHARED:
             listener = getattr(config.listeners, name)
             value = f"{listener.host}:{ports[name]}" if name in ports else "off"
             self.env[f"LABMAIL_LISTENERS_{name.upper()}"] = value
-        self.env["LABMAIL_LISTENERS_SUBMISSION"] = "off"
+        for name in ("submission", "submissions"):
+            self.env[f"LABMAIL_LISTENERS_{name.upper()}"] = "off"
         self.env["LABMAIL_WORKERS"] = "1"
         self.processes: list[asyncio.subprocess.Process] = []
         self._watchers: list[asyncio.Task[None]] = []

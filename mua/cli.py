@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -361,6 +362,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_broken_pipe() -> int:
+    """Point standard output at /dev/null and return 141, what the shell reports for a program
+    SIGPIPE ended: Python flushes stdout again at exit, which into the closed pipe would print
+    "Exception ignored ... BrokenPipeError" (the recipe in the ``signal`` module's docs)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -380,8 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mua: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 1
+    except BrokenPipeError:  # the reader went away (| head, | grep -q): nothing left to say
+        return _quiet_broken_pipe()
     except Exception as e:  # a bug: still one line, unless MUA_DEBUG asks for the traceback
         if os.environ.get("MUA_DEBUG"):
             raise

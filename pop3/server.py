@@ -51,6 +51,7 @@ class POP3Options:
     lock_lease: float = 60
     failed_auth_delay: float = 1.0  # base; doubles with each failure from one address
     max_line: int = 255  # RFC 2449 4, including CRLF
+    implicit_tls: bool = False  # RFC 8314 (port 995): TLS from the first byte, no STLS
 
 
 def discard_buffered(reader: asyncio.StreamReader) -> int:
@@ -81,13 +82,17 @@ async def start_server(
     reuse_port: bool = False,
     observer: Observer | None = None,
 ) -> POP3Listener:
-    """Listen on host:port (0 picks a free port); STLS is offered when ssl_context is given.
+    """Listen on host:port (0 picks a free port); STLS is offered when ssl_context is given,
+    or with ``options.implicit_tls`` every connection starts with a TLS handshake using it.
 
     ``reuse_port``: other processes may listen on the same port (SO_REUSEPORT);
     ``observer``: told what each session does (``pop3.observer``)."""
-    server = POP3Server(maildrop, options, ssl_context, observer)
-    listening = await asyncio.start_server(server.handle_connection, host, port,
-                                           limit=options.max_line, reuse_port=reuse_port or None)
+    implicit = ssl_context if options.implicit_tls else None
+    server = POP3Server(maildrop, options, None if implicit else ssl_context, observer)
+    listening = await asyncio.start_server(
+        server.handle_connection, host, port, limit=options.max_line,
+        reuse_port=reuse_port or None, ssl=implicit,
+        ssl_handshake_timeout=options.idle_timeout if implicit else None)
     return POP3Listener(listening, server)
 
 
@@ -199,6 +204,7 @@ class Session:
             self.options.hostname,
             allow_plaintext_auth=self.options.allow_plaintext_auth,
             tls_available=server.ssl_context is not None,
+            tls_active=self.options.implicit_tls,
             apop_timestamp=timestamp,
         )
 

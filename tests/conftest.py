@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,79 @@ def need_tool(condition: bool, reason: str) -> None:
 def need_tool_fixture() -> Callable[[bool, str], None]:
     """``need_tool(condition, reason)``: skip, or under TESTS_REQUIRE_TOOLS=1 fail."""
     return need_tool
+
+
+# Every process a test starts inherits this variable, so the session can find them at the end
+# even after they were orphaned (a worker whose first process was killed). Not LABMAIL_*: the
+# config refuses unknown LABMAIL_ overrides.
+RUN_MARK = "TESTS_RUN_LABMAIL"
+LEFTOVER_WAIT = 15.0
+
+
+def _environ_has(pid: int, entry: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return entry in fh.read().split(b"\0")
+    except OSError:  # gone, or not ours to read
+        return False
+
+
+def _parent_and_state(pid: int) -> tuple[int, str]:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            # the command name (2nd field) is in parentheses and may hold spaces
+            fields = fh.read().rpartition(")")[2].split()
+    except OSError:
+        return 0, "X"
+    return int(fields[1]), fields[0]
+
+
+def leftover_processes(entry: bytes) -> list[int]:
+    """Live processes (not zombies) started by this run: children of this process, and any
+    process whose environment holds ``entry``."""
+    me = os.getpid()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        pid = int(name)
+        parent, state = _parent_and_state(pid)
+        if state in ("Z", "X"):
+            continue
+        if parent == me or _environ_has(pid, entry):
+            found.append(pid)
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind() -> Any:
+    """The suite as a whole leaves no process behind (issue 17 item 16): at the end of the
+    session every process the tests started must have exited (bounded wait)."""
+    if not os.path.isdir("/proc/self"):
+        yield
+        return
+    value = uuid.uuid4().hex
+    os.environ[RUN_MARK] = value
+    yield
+    entry = f"{RUN_MARK}={value}".encode()
+    deadline = time.monotonic() + LEFTOVER_WAIT
+    left = leftover_processes(entry)
+    while left and time.monotonic() < deadline:  # bounded: processes still shutting down
+        time.sleep(0.2)
+        left = leftover_processes(entry)
+    described = [f"{pid} {_cmdline(pid)}" for pid in left]
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, "processes left behind by the test run: " + "; ".join(described)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> Config:

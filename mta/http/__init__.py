@@ -32,7 +32,8 @@ SHUTDOWN_GRACE = 2.0
 
 
 class HttpListener:
-    """A running HTTP listener (``mta.server.Listener``: ``port``, ``close``)."""
+    """A running HTTP listener (``mta.server.Listener``: ``port``, ``stop_accepting``,
+    ``close``)."""
 
     def __init__(self, runner: web.AppRunner, sock: socket.socket, context: Context) -> None:
         self._runner = runner
@@ -42,6 +43,11 @@ class HttpListener:
     @property
     def port(self) -> int:
         return self._sock.getsockname()[1]
+
+    def stop_accepting(self) -> None:
+        """End the event streams and waits at once (they would hold the shutdown); the
+        runner stops accepting in ``close``."""
+        self.context.close_all()
 
     async def close(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Stop accepting; event streams and waits end at once. Other requests get

@@ -90,7 +90,13 @@ class LabSMTP(Observed, SMTP):
     _client = ""  # the peer's IP address, counted in ``state.clients``
 
     def __init__(self, handler: Any, state: ListenerState, *, offer_auth: bool = True,
-                 set_up: ConnectionSetUp | None = None, **kwargs: Any) -> None:
+                 implicit_tls: bool = False, set_up: ConnectionSetUp | None = None,
+                 **kwargs: Any) -> None:
+        if implicit_tls:
+            # RFC 8314 3.3: the session is encrypted from the first byte. aiosmtpd counts
+            # only STARTTLS as encryption and would never offer AUTH here (aiosmtpd #274,
+            # #281): tell it TLS is not required for AUTH, and offer no STARTTLS.
+            kwargs |= {"auth_require_tls": False, "tls_context": None}
         # set_up: the listener's SMTP.__init__ result, learnt once (mta.smtp.introspection);
         # learnt before observe(), so nothing of one session's events is shared
         if set_up is not None and set_up.learnt:
@@ -99,6 +105,7 @@ class LabSMTP(Observed, SMTP):
             super().__init__(handler, **kwargs)
             if set_up is not None:
                 set_up.learn(self)
+        self.implicit_tls = implicit_tls
         self.observe(state)  # self.state, and what the events need
         # aiosmtpd keeps these limits on the class, shared by every session; keep ours apart.
         self.command_size_limits = collections.defaultdict(lambda: COMMAND_LIMIT - 2)
@@ -283,7 +290,7 @@ class LabSMTP(Observed, SMTP):
 
     async def smtp_STARTTLS(self, arg: str) -> None:
         # aiosmtpd would start a second handshake inside the first one (RFC 3207 4.2)
-        if self._tls_protocol is not None:
+        if self._tls_protocol is not None or self.implicit_tls:
             await self.push(replies.TLS_ALREADY_ACTIVE)
             return
         await super().smtp_STARTTLS(arg)
@@ -303,6 +310,11 @@ class LabSMTP(Observed, SMTP):
         first = self.transport is None
         super().connection_made(transport)
         if first:
+            if self.implicit_tls and self.session is not None:
+                # what aiosmtpd records after STARTTLS; Received then says ESMTPSA (RFC 3848)
+                self.session.ssl = {name: transport.get_extra_info(name) for name in
+                                    ("sslcontext", "ssl_object", "peercert", "cipher")}
+            self._peer = peer_text(self.session.peer if self.session else None)
             peer = self.session.peer if self.session else None
             self._peer = peer_text(peer)
             self._client = str(peer[0]) if isinstance(peer, tuple) else str(peer)
@@ -431,10 +443,14 @@ class SMTPListener:
     def port(self) -> int:
         return self.server.sockets[0].getsockname()[1]
 
-    async def close(self, grace: float = 10.0) -> None:
-        """Stop accepting; 421 idle sessions; give transactions in flight ``grace`` seconds."""
+    def stop_accepting(self) -> None:
+        """Stop accepting; sessions see ``closing`` (an idle one gets 421 after its reply)."""
         self.state.closing = True
         self.server.close()
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Stop accepting; 421 idle sessions; give transactions in flight ``grace`` seconds."""
+        self.stop_accepting()
         for session in list(self.state.sessions):
             await session.shutdown()
         try:
@@ -451,11 +467,13 @@ async def start_smtp_listener(handler: Any, host: str, port: int, *, hostname: s
                               data_size_limit: int, timeout: float, max_per_client: int = 0,
                               max_junk: int = 0,
                               tls_context: ssl.SSLContext | None = None,
-                              reuse_port: bool = False, bus: Bus | None = None,
-                              domain: str = "", **smtp_kwargs: Any) -> SMTPListener:
+                              implicit_tls: bool = False, reuse_port: bool = False,
+                              bus: Bus | None = None, domain: str = "",
+                              **smtp_kwargs: Any) -> SMTPListener:
     """Bind ``host:port`` (0 for an ephemeral port) and serve SMTP with ``handler``;
-    ``reuse_port``: worker processes listen on the same port (SO_REUSEPORT); ``bus``: where
-    the sessions publish their events (``domain`` names the server in them)."""
+    ``implicit_tls``: TLS from the first byte with ``tls_context`` (RFC 8314, port 465),
+    otherwise STARTTLS with it; ``reuse_port``: worker processes share the port (SO_REUSEPORT);
+    ``bus``: where the sessions publish their events (``domain`` names the server in them)."""
     loop = asyncio.get_running_loop()
     state = ListenerState(hostname, component, step, max_connections, max_per_client, max_junk,
                           domain, bus if bus is not None else Bus())
@@ -465,8 +483,10 @@ async def start_smtp_listener(handler: Any, host: str, port: int, *, hostname: s
         return LabSMTP(handler, state, set_up=set_up, hostname=hostname, ident="labmail ESMTP",
                        data_size_limit=data_size_limit, enable_SMTPUTF8=True,
                        decode_data=False, tls_context=tls_context, timeout=timeout,
-                       loop=loop, **smtp_kwargs)
+                       implicit_tls=implicit_tls, loop=loop, **smtp_kwargs)
 
     server = await loop.create_server(factory, host, port, reuse_address=True, backlog=1024,
-                                      reuse_port=reuse_port or None)
+                                      reuse_port=reuse_port or None,
+                                      ssl=tls_context if implicit_tls else None,
+                                      ssl_handshake_timeout=timeout if implicit_tls else None)
     return SMTPListener(server, state)

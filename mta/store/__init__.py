@@ -14,7 +14,13 @@ One ``Store`` class, made of one part per concern over one shared connection pai
 """
 
 from mta.store.accounts import Accounts, hash_password
-from mta.store.connection import StoreError, migrate, schema_files
+from mta.store.connection import (
+    StoreError,
+    check_writable,
+    migrate,
+    schema_files,
+    why_not_writable,
+)
 from mta.store.mailboxes import Delivered, Entry, MaildropLocked, new_queue_id, new_uid
 from mta.store.queue import (
     Bounce,
@@ -27,9 +33,9 @@ from mta.store.queue import (
 )
 
 __all__ = ["Bounce", "Delivered", "Entry", "MaildropLocked", "Outcome", "QueueRow",
-           "QueueState", "Store", "StoreError", "format_row", "format_rows", "hash_password",
-           "migrate",
-           "new_queue_id", "new_uid", "schema_files"]
+           "QueueState", "Store", "StoreError", "check_writable", "format_row", "format_rows",
+           "hash_password", "migrate", "new_queue_id", "new_uid", "schema_files",
+           "why_not_writable"]
 
 
 class Store(Accounts, Outbound):

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -134,9 +135,13 @@ class _Job:
 class _GroupCommitter:
     """One writer task: jobs queued while a transaction runs share the next transaction."""
 
-    def __init__(self, db: aiosqlite.Connection, stats: Stats) -> None:
+    def __init__(self, db: aiosqlite.Connection, stats: Stats,
+                 reconnect: Callable[[], Awaitable[aiosqlite.Connection]]) -> None:
         self.db = db
         self.stats = stats
+        self.reconnect = reconnect
+        # the last write found the connection read-only: open a new one before the next
+        self.read_only = False
         self.pending: list[_Job] = []
         self.wakeup = asyncio.Event()
         self.closed = False
@@ -171,10 +176,15 @@ class _GroupCommitter:
                 return
 
     async def _commit(self, batch: list[_Job]) -> None:
+        if self.read_only:
+            await self._reopen()
         try:
             results = await self._transaction(batch)
         except Exception as exc:
             if len(batch) == 1:
+                if _disk_fault(exc):  # before the caller hears of it: the space is free then
+                    await self.checkpoint()
+                self.read_only = _read_only(exc)
                 self._fail(batch[0], exc)
                 return
             # Isolate the job that failed: each job in a transaction of its own.
@@ -196,6 +206,35 @@ class _GroupCommitter:
         if not job.future.done():
             job.future.set_exception(StoreError(str(exc)))
 
+    async def _reopen(self) -> None:
+        """A connection SQLite opened read-only stays read-only; a new one sees the file as it
+        is now, so the store writes again once it can, without a restart (issue 17 item 12)."""
+        try:
+            db = await self.reconnect()
+        except sqlite3.Error as exc:
+            log.warning("store still cannot be opened for writing: %s", exc)
+            return
+        old, self.db, self.read_only = self.db, db, False
+        try:
+            await old.close()
+        except sqlite3.Error as exc:
+            log.warning("closing the read-only writer connection failed: %s", exc)
+
+    async def checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it to zero bytes (issue 17 item 11).
+
+        SQLite checkpoints on its own only every 1,000 pages and truncates the WAL only when
+        the last connection closes; after a full disk the space the WAL holds must be usable
+        at once, and at shutdown another process (the POP3 container) may keep the file open.
+        """
+        try:
+            busy, frames, copied = await self.db._execute(_truncate_wal, self.db._conn)
+        except (sqlite3.Error, ValueError) as exc:  # ValueError: the connection is closed
+            log.warning("WAL checkpoint failed: %s", exc)
+            return
+        if busy:  # a reader in another process holds old frames: they stay for now
+            log.info("WAL checkpoint incomplete: %d of %d frames copied", copied, frames)
+
     async def _transaction(self, batch: list[_Job]) -> list[Any]:
         # One trip to the connection's thread for the whole transaction: aiosqlite owns the
         # sqlite3 connection in its thread and ``_execute`` runs a function there (it is how
@@ -214,6 +253,55 @@ def check_text(*values: object) -> None:
                 value.encode("utf-8")
             except UnicodeEncodeError:
                 raise StoreError("a value is not valid UTF-8 text") from None
+def why_not_writable(path: Path) -> str:
+    """What the operating system says against writing ``path`` ("" when nothing): SQLite only
+    says "unable to open database file" when it cannot create the WAL's index next to it."""
+    folder = path.parent
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "the file system is read-only"
+    except OSError:
+        return f"the folder {folder} cannot be read"
+    if not os.access(folder, os.W_OK):
+        return f"the folder {folder} is read-only"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the file is read-only"
+    return ""
+
+
+def _with_reason(path: Path, what: str, exc: sqlite3.Error) -> StoreError:
+    reason = why_not_writable(path)
+    return StoreError(f"{path}: {what}: {exc}" + (f" ({reason})" if reason else ""))
+
+
+def check_writable(conn: sqlite3.Connection) -> None:
+    """Raise ``sqlite3.Error`` unless ``conn`` can write its database (issue 17 item 12).
+
+    A read-only file, folder or mount lets SQLite open the database read-only, and even
+    ``BEGIN IMMEDIATE`` succeeds there: only a write says so. This one (the schema version,
+    set to itself) is rolled back, so it changes nothing and writes no WAL frame.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        conn.execute(f"PRAGMA user_version = {version:d}")
+    finally:
+        conn.execute("ROLLBACK")
+
+
+def _truncate_wal(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    """(busy, WAL frames, frames copied), in the writer connection's thread."""
+    return conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+
+
+def _read_only(exc: Exception) -> bool:
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_READONLY
+
+
+def _disk_fault(exc: Exception) -> bool:
+    """A write that failed for want of space or on an I/O error (not a bad statement)."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
+    return code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
 
 
 def _run_batch(conn: sqlite3.Connection, batch: list[_Job]) -> list[Any]:
@@ -267,8 +355,7 @@ class StoreBase:
         self.path = path
         self._reader = reader_db
         self.stats = Stats()
-        self._writer = _GroupCommitter(writer_db, self.stats)
-        self._writer_db = writer_db
+        self._writer = _GroupCommitter(writer_db, self.stats, lambda: _connect(path))
         self._listeners: list[Callable[[Delivered], None]] = []
         self._queue_listeners: list[Callable[[str], None]] = []
 
@@ -282,14 +369,28 @@ class StoreBase:
             writer = await _connect(path)
             reader = await _connect(path)
         except sqlite3.Error as exc:
-            raise StoreError(f"{path}: cannot open database: {exc}") from None
+            raise _with_reason(path, "cannot open database", exc) from None
         reader.row_factory = sqlite3.Row
         return cls(path, writer, reader)
 
+    async def check_writable(self) -> None:
+        """Raise ``StoreError`` naming the file and the reason unless the store can write."""
+        try:
+            await self._writer.db._execute(check_writable, self._writer.db._conn)
+        except sqlite3.Error as exc:
+            raise _with_reason(self.path, "cannot write the database", exc) from None
+
     async def close(self) -> None:
-        await self._writer.close()
-        await self._writer_db.close()
-        await self._reader.close()
+        """Finish the queued writes, then close both connections, each even if a step before
+        it failed: an open aiosqlite connection's thread keeps the process from exiting."""
+        try:
+            await self._writer.close()
+            await self._writer.checkpoint()  # the WAL's space back, whoever else has the file
+        finally:
+            try:
+                await self._writer.db.close()
+            finally:
+                await self._reader.close()
 
     async def __aenter__(self) -> Self:
         return self

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mta.addresses import normalise
 from mta.store.connection import StoreBase, StoreError, check_text
@@ -82,6 +83,12 @@ def new_queue_id() -> str:
 class Mailboxes(StoreBase):
     """The ``mailbox`` and ``maildrop_locks`` tables."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # (owner, holder) of locks whose sessions ended but whose unlock did not commit (a full
+        # disk): the next lock() removes them in its own transaction (issue 17 item 11)
+        self._unreleased: set[tuple[str, str]] = set()
+
     def _delivery_rows(self, owners: Sequence[str], raw: bytes, sender: str,
                        queue_id: str, received: float | None = None
                        ) -> tuple[list[EntryRow], tuple[tuple[str, str], ...]]:
@@ -144,9 +151,12 @@ class Mailboxes(StoreBase):
 
     async def lock(self, owner: str, holder: str, lease_seconds: float) -> bool:
         owner = normalise(owner)
+        unreleased = list(self._unreleased)
 
         def run(db: sqlite3.Connection) -> bool:
             now = time.time()
+            db.executemany("DELETE FROM maildrop_locks WHERE owner = ? AND holder = ?",
+                           unreleased)
             db.execute("DELETE FROM maildrop_locks WHERE owner = ? AND expires < ?",
                        (owner, now))
             cursor = db.execute(
@@ -156,7 +166,9 @@ class Mailboxes(StoreBase):
                 (owner, holder, now + lease_seconds))
             return cursor.rowcount > 0
 
-        return await self._write_fn(run)
+        locked = await self._write_fn(run)
+        self._unreleased.difference_update(unreleased)
+        return locked
 
     async def renew_lock(self, owner: str, holder: str, lease_seconds: float) -> bool:
         owner = normalise(owner)
@@ -170,8 +182,15 @@ class Mailboxes(StoreBase):
         return await self._write_fn(run)
 
     async def unlock(self, owner: str, holder: str) -> None:
-        await self._write([("DELETE FROM maildrop_locks WHERE owner = ? AND holder = ?",
-                           [(normalise(owner), holder)])])
+        key = (normalise(owner), holder)
+        try:
+            await self._write([("DELETE FROM maildrop_locks WHERE owner = ? AND holder = ?",
+                               [key])])
+        except StoreError:
+            # The session has ended: its lock must not hold the maildrop [IN-USE] for the
+            # rest of the lease. Removed by the next lock() once writes commit again.
+            self._unreleased.add(key)
+            raise
 
     # -- pop3.maildrop.Maildrop: the messages -------------------------------------------------
 

@@ -49,6 +49,32 @@ async def test_alice_to_bob_seen_in_both_streams_in_order(lab: Lab, session) -> 
             hops = [e["data"] for e in seen if e["data"]["message_id"] == stored["message_id"]]
             # every hop that published about this message, in the order it happened
             assert [h["seq"] for h in hops] == sorted(h["seq"] for h in hops)
+            seen += await stream.until_kind("attempt", outcome="delivered")
+            _assert_every_hop_in_order([e["data"] for e in seen], "<hop-test@alice.lab>")
+
+
+def _assert_every_hop_in_order(data: list[dict], message_id: str) -> None:
+    """Submission (step 3), then the relay's routing, its SMTP lines to bob.lab's MX and the
+    MX's own view of them, bob.lab's stored row, and the relay's attempt (step 4)."""
+    accepted = {d["server"]: d for d in data
+                if d["kind"] == "accepted" and d["message_id"] == message_id}
+    submitted, received = accepted["mx.alice.lab"], accepted["mx.bob.lab"]
+
+    def first(**match: object) -> int:
+        return next(d["seq"] for d in data if all(d.get(k) == v for k, v in match.items()))
+
+    order = [
+        first(kind="line", server="mx.alice.lab", listener="submission", direction="C"),
+        submitted["seq"],
+        first(kind="routed", queue_id=submitted["queue_id"]),
+        first(kind="line", listener="relay", queue_id=submitted["queue_id"], direction="C"),
+        first(kind="line", listener="mx", queue_id=received["queue_id"], direction="C"),
+        first(kind="stored", message_id=message_id),
+        first(kind="attempt", queue_id=submitted["queue_id"], outcome="delivered"),
+    ]
+    assert order == sorted(order), order
+    assert submitted["listener"] == "submission" and received["listener"] == "mx"
+    assert submitted["step"] == 3 and received["step"] == 4
 
 
 async def test_filters_and_last_event_id_resume(bob: Server, session) -> None:

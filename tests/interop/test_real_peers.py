@@ -7,18 +7,16 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from mta.lab import Lab
 from mta.server import Server
+from tests.postfix_sink import SINK, smtp_sink
 
 SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
-SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 
 
 @pytest.fixture
@@ -42,32 +40,9 @@ async def test_smtp_source_delivers_to_the_mx(mx: Server) -> None:
     assert b"by mx.bob.lab (labmail) with " in raw
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.usefixtures("postfix_tools")
 async def test_the_relay_delivers_to_smtp_sink() -> None:
-    # smtp-sink drops to an unprivileged user when started as root: its dump folder must be
-    # reachable for that user (pytest's tmp_path is not)
-    dump = Path(tempfile.mkdtemp(prefix="labmail-sink-"))
-    dump.chmod(0o777)
-    port = free_port()
-    user = ["-u", "nobody"] if os.geteuid() == 0 else []
-    sink = subprocess.Popen([SINK, *user, "-d", f"{dump}/%M.", "-h", "sink.example",
-                             f"127.0.0.1:{port}", "16"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        for _ in range(100):  # bounded: wait until smtp-sink listens
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                await asyncio.sleep(0.05)
-        else:
-            pytest.fail(f"smtp-sink is not listening on 127.0.0.1:{port}")
+    async with smtp_sink() as (port, dump):
         async with Lab.start({"alice.lab": ["alice"]},
                              routes={"sink.example": ("127.0.0.1", port)}) as lab:
             alice = lab["alice.lab"]
@@ -86,10 +61,6 @@ async def test_the_relay_delivers_to_smtp_sink() -> None:
             assert row.state == "delivered", row.last_reply
             assert row.last_reply.startswith("250")
         dumped = b"".join(p.read_bytes() for p in dump.iterdir())
-    finally:
-        sink.terminate()
-        sink.wait(10)
-        shutil.rmtree(dump, ignore_errors=True)
     assert b"Subject: to postfix" in dumped
     assert b"hello sink" in dumped
 

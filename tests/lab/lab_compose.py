@@ -220,7 +220,7 @@ def service_config(service: Service, env: Mapping[str, str] | None = None) -> mt
 
 
 def enabled_listeners(config: mta_config.Config) -> dict[str, mta_config.Listener]:
-    return {name: listener for name in ("mx", "submission", "pop3", "http")
+    return {name: listener for name in (*mta_config.LISTENER_NAMES, "http")
             if (listener := getattr(config.listeners, name)) is not None}
 
 

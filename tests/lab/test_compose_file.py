@@ -143,10 +143,10 @@ def test_each_server_config_is_an_example_copied_into_the_image(
 
 def test_listeners_are_what_the_ports_publish(servers: dict[str, Service]) -> None:
     expected = {
-        "alice-mta": {"mx": 25, "submission": 587, "http": 8025},
-        "bob-mta": {"mx": 25, "submission": 587, "http": 8025},
-        "alice-pop3": {"pop3": 110},
-        "bob-pop3": {"pop3": 110},
+        "alice-mta": {"mx": 25, "submission": 587, "submissions": 465, "http": 8025},
+        "bob-mta": {"mx": 25, "submission": 587, "submissions": 465, "http": 8025},
+        "alice-pop3": {"pop3": 110, "pop3s": 995},
+        "bob-pop3": {"pop3": 110, "pop3s": 995},
     }
     for name, service in servers.items():
         listeners = enabled_listeners(service_config(service))

@@ -40,7 +40,7 @@ from lab_compose import (
 from lab_netns import LabNetwork, Process
 
 SERVERS_IN_ORDER = ["bob-mta", "bob-pop3", "alice-mta", "alice-pop3"]
-LISTENING = r"mta: \S+ (mx|submission|pop3|http) listening on "
+LISTENING = r"mta: \S+ (mx|submissions?|pop3s?|http) listening on "
 
 
 def clean_env(work: Path) -> dict[str, str]:

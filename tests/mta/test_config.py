@@ -44,7 +44,15 @@ def write(tmp_path: Path, text: str) -> Path:
     ("[routes]\n'alice.lab' = 'host:port'\n", "'routes.alice.lab'"),
     ("tls = 'maybe'\n", "'tls' must be"),
     ("allow_plaintext_auth = 'yes'\n", "'allow_plaintext_auth' must be true or false"),
-    ("[queue]\nretry_factor = -1\n", "'queue.retry_factor' must not be negative"),
+    ("[queue]\nretry_factor = -1\n", "'queue.retry_factor' must be greater than 0"),
+    ("[limits]\nfailed_auth_delay = -1\n", "'limits.failed_auth_delay' must not be negative"),
+    # nan passes every comparison check; nan or 0 as a timeout ends every session at once
+    ("[limits]\ncommand_timeout = nan\n", "'limits.command_timeout' must be a finite number"),
+    ("[limits]\npop3_idle_timeout = inf\n", "'limits.pop3_idle_timeout' must be a finite"),
+    ("[limits]\npop3_lock_lease = -inf\n", "'limits.pop3_lock_lease' must be a finite"),
+    ("[relay]\nconnect_timeout = 0\n", "'relay.connect_timeout' must be greater than 0"),
+    ("[queue]\nlifetime = 0.0\n", "'queue.lifetime' must be greater than 0"),
+    ("[queue]\nretry_initial = nan\n", "'queue.retry_initial' must be a finite number"),
 ])
 def test_bad_values_name_key_and_file(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path, text)
@@ -107,3 +115,17 @@ def test_cli_bad_config_is_one_line_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip() == f"mta: {path}: 'colour' is not a known setting"
     assert "Traceback" not in result.stderr
+
+
+def test_failed_auth_delay_may_be_zero(tmp_path: Path) -> None:
+    path = write(tmp_path, "[limits]\nfailed_auth_delay = 0\n")
+    assert load(path, environ={}).limits.failed_auth_delay == 0
+
+
+def test_cli_config_not_utf8_is_one_line_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "server.toml"
+    path.write_bytes(b'domains = ["bob.lab"]\ndatabase = "x.db"\nhostname = "mx.b\xf6b.lab"\n')
+    result = subprocess.run([sys.executable, "-m", "mta", "--config", str(path), "check"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"mta: {path}: not valid UTF-8 at byte 56"

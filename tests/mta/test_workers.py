@@ -8,6 +8,7 @@ import poplib
 import signal
 import smtplib
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -113,6 +114,51 @@ def test_workers_stop_when_the_first_process_is_killed(served) -> None:
         alive = [pid for pid in children if running(pid)]
         time.sleep(0.1)
     assert alive == [], "worker processes outlived the first process"
+
+
+def test_stopping_the_server_leaves_no_worker_behind(served) -> None:
+    proc, ports = served
+    before = worker_pids(proc.pid)
+    os.kill(before[0], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    now: list[int] = []
+    while time.monotonic() < deadline:  # bounded: the pool starts a new worker
+        now = worker_pids(proc.pid)
+        if len(now) == 2 and before[0] not in now:
+            break
+        time.sleep(0.2)
+    assert len(now) == 2 and before[0] not in now, f"killed worker not replaced: {now}"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    deadline = time.monotonic() + 30
+    alive = before + now
+    while alive and time.monotonic() < deadline:  # bounded: each worker closes and exits
+        alive = [pid for pid in alive if running(pid)]
+        time.sleep(0.1)
+    assert alive == [], "worker processes outlived the server"
+
+
+def test_a_worker_whose_parent_is_gone_before_ready_exits(tmp_path: Path) -> None:
+    """The first process died while a worker started: its "ready" line meets a closed pipe.
+    The worker must still close its store and exit (aiosqlite's threads would keep it alive
+    in interpreter shutdown, holding its shared MX socket)."""
+    config = tmp_path / "bob.toml"
+    config.write_text('domains = ["bob.lab"]\ndatabase = "bob.db"\n'
+                      '[listeners.mx]\nhost = "127.0.0.1"\nport = 0\n')
+    proc = subprocess.Popen([sys.executable, "-m", "mta", "--config", str(config), "serve",
+                             "--worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None and proc.stdin is not None
+    proc.stdout.close()  # nobody will read "ready"
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the worker hung after its parent went away")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        proc.stdin.close()
 
 
 async def test_worker_sessions_reach_the_first_process_bus(tmp_path: Path) -> None:

@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import smtplib
-import socket
 import sqlite3
-import subprocess
-import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -21,8 +17,8 @@ from sending_helpers import ALICE, BOB, headers_named, mailbox, parse
 from mta.lab import Lab
 from mta.store import Store
 from mta.store.connection import schema_files
+from tests.postfix_sink import SINK, smtp_sink
 
-SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 TEXT = "Grüße aus Köln, ½ € mehr\r\n.a dot line\r\n"
 EIGHT_BIT_BODY = ("From: alice@alice.lab\r\nTo: someone@sink.example\r\nSubject: 8bit\r\n"
                   "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -48,38 +44,12 @@ async def submit(lab: Lab, to: Sequence[str], raw: bytes, *, smtputf8: bool = Fa
     return await asyncio.to_thread(submit_blocking, lab, to, raw, smtputf8=smtputf8)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 async def sink(need_tool) -> AsyncIterator[tuple[int, Path]]:
     """smtp-sink without 8BITMIME (-8) and so without SMTPUTF8: (port, dump folder)."""
     need_tool(os.access(SINK, os.X_OK), "Postfix's smtp-sink is not installed (Debian postfix)")
-    # it drops to an unprivileged user when started as root: the folder must be reachable
-    dump = Path(tempfile.mkdtemp(prefix="labmail-sink-"))
-    dump.chmod(0o777)
-    port = free_port()
-    user = ["-u", "nobody"] if os.geteuid() == 0 else []
-    process = subprocess.Popen([SINK, *user, "-8", "-d", f"{dump}/%M.", "-h", "sink.example",
-                                f"127.0.0.1:{port}", "16"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        for _ in range(100):  # bounded: wait until smtp-sink listens
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                await asyncio.sleep(0.05)
-        else:
-            pytest.fail(f"smtp-sink is not listening on 127.0.0.1:{port}")
-        yield port, dump
-    finally:
-        process.terminate()
-        process.wait(10)
-        shutil.rmtree(dump, ignore_errors=True)
+    async with smtp_sink("-8") as found:
+        yield found
 
 
 async def relay_to_sink(tmp_path: Path, port: int, raw: bytes, *, smtputf8: bool = False
