@@ -80,13 +80,6 @@ def _strip_eol(raw: bytes) -> bytes:
     return raw
 
 
-@dataclass(frozen=True, slots=True)
-class _Message:
-    entry_id: int
-    uid: str
-    size: int
-
-
 @dataclass(slots=True)
 class _Pending:
     request: Request
@@ -120,8 +113,14 @@ class POP3Protocol:
         self._user: str | None = None  # login named by USER, waiting for PASS
         self._sasl: str | None = None  # mechanism waiting for a continuation line
         self._pending: _Pending | None = None
-        self._messages: list[_Message] = []  # the snapshot taken at login
-        self._deleted: set[int] = set()  # 0-based indexes into _messages
+        # The snapshot taken at login, as parallel lists (one object per message is the
+        # dearest part of a big mailbox's login): message n is index n - 1 of each.
+        self._ids: list[int] = []
+        self._uids: list[str] = []
+        self._sizes: list[int] = []
+        self._octets = 0  # sum of _sizes
+        self._deleted: set[int] = set()  # 0-based indexes into the lists
+        self._deleted_octets = 0
 
     # -- the I/O layer's interface --
 
@@ -287,8 +286,12 @@ class POP3Protocol:
 
         def on_entries(entries: object) -> list[Action]:
             assert isinstance(entries, Sequence)
-            self._messages = [_Message(int(e.id), str(e.uid), int(e.size)) for e in entries]
+            self._ids = [int(e.id) for e in entries]
+            self._uids = [str(e.uid) for e in entries]
+            self._sizes = [int(e.size) for e in entries]
+            self._octets = sum(self._sizes)
             self._deleted = set()
+            self._deleted_octets = 0
             self.owner = owner
             self.state = TRANSACTION
             count, octets = self._totals()
@@ -329,7 +332,7 @@ class POP3Protocol:
         self.state = UPDATE  # RFC 1939 6
         owner = self.owner
         assert owner is not None
-        ids = tuple(self._messages[i].entry_id for i in sorted(self._deleted))
+        ids = tuple(self._ids[i] for i in sorted(self._deleted))
         if not ids:
             self.closed = True
             return [line(farewell), Close()]
@@ -360,10 +363,9 @@ class POP3Protocol:
             found = self._lookup(args[0])
             if isinstance(found, Send):
                 return [found]
-            number, message = found
-            return [line(f"+OK {number} {message.size}")]
+            return [line(f"+OK {found} {self._sizes[found - 1]}")]
         count, octets = self._totals()
-        scan = [f"{n} {m.size}" for n, m in self._visible()]
+        scan = [f"{n} {self._sizes[n - 1]}" for n in self._visible()]
         return [multiline(f"+OK {count} messages ({octets} octets)", scan)]
 
     def cmd_UIDL(self, rest: str) -> list[Action]:
@@ -374,9 +376,8 @@ class POP3Protocol:
             found = self._lookup(args[0])
             if isinstance(found, Send):
                 return [found]
-            number, message = found
-            return [line(f"+OK {number} {message.uid}")]
-        listing = [f"{n} {m.uid}" for n, m in self._visible()]
+            return [line(f"+OK {found} {self._uids[found - 1]}")]
+        listing = [f"{n} {self._uids[n - 1]}" for n in self._visible()]
         return [multiline("+OK unique-id listing follows", listing)]
 
     def cmd_RETR(self, rest: str) -> list[Action]:
@@ -401,9 +402,9 @@ class POP3Protocol:
         found = self._lookup(args[0])
         if isinstance(found, Send):
             return [found]
-        number, _ = found
-        self._deleted.add(number - 1)
-        return [line(f"+OK message {number} deleted")]
+        self._deleted.add(found - 1)
+        self._deleted_octets += self._sizes[found - 1]
+        return [line(f"+OK message {found} deleted")]
 
     def cmd_NOOP(self, rest: str) -> list[Action]:
         if rest.strip():
@@ -414,6 +415,7 @@ class POP3Protocol:
         if rest.strip():
             return [line(SYNTAX)]
         self._deleted.clear()
+        self._deleted_octets = 0
         count, octets = self._totals()
         return [line(f"+OK maildrop has {count} messages ({octets} octets)")]
 
@@ -423,7 +425,8 @@ class POP3Protocol:
         found = self._lookup(arg)
         if isinstance(found, Send):
             return [found]
-        number, message = found
+        number = found
+        size = self._sizes[number - 1]
         assert self.owner is not None
 
         def on_raw(raw: object) -> list[Action]:
@@ -434,28 +437,33 @@ class POP3Protocol:
                 raw = top_of(raw, top_lines)
                 status = "+OK top of message follows"
             else:
-                status = f"+OK {message.size} octets"
+                status = f"+OK {size} octets"
             body = dot_stuff(raw)
             return [Send(status.encode() + b"\r\n", (status, f"<{len(raw)} octets>"), body)]
 
-        return self._request(Fetch(self.owner, message.entry_id), on_raw, lambda: [line(SYS_TEMP)])
+        fetch = Fetch(self.owner, self._ids[number - 1])
+        return self._request(fetch, on_raw, lambda: [line(SYS_TEMP)])
 
-    def _lookup(self, arg: str) -> tuple[int, _Message] | Send:
+    def _lookup(self, arg: str) -> int | Send:
+        """The message number ``arg`` names, or the reply refusing it."""
         number = _message_number(arg)
         if number is None:
             return line("-ERR invalid message number")
-        if not 1 <= number <= len(self._messages):
-            return line(f"{NO_SUCH_MESSAGE}, only {len(self._messages)} messages in maildrop")
+        if not 1 <= number <= len(self._ids):
+            return line(f"{NO_SUCH_MESSAGE}, only {len(self._ids)} messages in maildrop")
         if number - 1 in self._deleted:
             return line(f"-ERR message {number} already deleted")
-        return number, self._messages[number - 1]
+        return number
 
-    def _visible(self) -> list[tuple[int, _Message]]:
-        return [(i + 1, m) for i, m in enumerate(self._messages) if i not in self._deleted]
+    def _visible(self) -> range | list[int]:
+        """The numbers of the messages not marked deleted (RFC 1939 5: LIST skips them)."""
+        numbers = range(1, len(self._ids) + 1)
+        if not self._deleted:
+            return numbers
+        return [n for n in numbers if n - 1 not in self._deleted]
 
     def _totals(self) -> tuple[int, int]:
-        visible = self._visible()
-        return len(visible), sum(m.size for _, m in visible)
+        return len(self._ids) - len(self._deleted), self._octets - self._deleted_octets
 
     def _request(
         self,

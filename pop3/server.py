@@ -6,6 +6,10 @@ cannot see: the idle timeout, the connection limit, the failed-login delay, and 
 lock's lease, renewed every ``lock_lease / 3`` seconds while the session lives and released
 when it ends however it ends (QUIT, disconnect, timeout). A session that ends without QUIT
 removes nothing.
+
+Replies are collected and written once per batch of commands: every complete command the
+client has pipelined (RFC 2449 6.6) is answered in order, then the answers go out in one write
+(as Dovecot does), so a reply and its message body are one ``send``, not two.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ TOO_MANY_CONNECTIONS = b"-ERR [SYS/TEMP] too many connections\r\n"
 LINE_TOO_LONG = b"-ERR line too long\r\n"
 INTERNAL_ERROR = b"-ERR [SYS/TEMP] internal error\r\n"
 SHUTTING_DOWN = b"-ERR [SYS/TEMP] server shutting down, try again later\r\n"
+READ_CHUNK = 64 * 1024  # at most this much pipelined input is taken per batch
+OUTPUT_BATCH = 64 * 1024  # replies waiting past this many octets are written at once
+IDLE_SLACK = 0.001  # a timer may run a clock tick early: this close counts as due
 
 
 @dataclass(frozen=True)
@@ -182,6 +189,14 @@ class Session:
         self.observer = server.observer
         self.id = secrets.token_hex(5)
         self.listing: dict[int, tuple[str, int]] = {}  # entry id -> (UIDL, size), for events
+        self.lines: deque[bytes] = deque()  # complete command lines not yet handled
+        self.partial = bytearray()  # the start of the next line
+        self.overlong = False  # dropping the rest of a line already longer than max_line
+        self.output: list[bytes] = []  # replies not yet written
+        self.output_octets = 0
+        self.loop = asyncio.get_running_loop()
+        self.reading_since: float | None = None  # when the session began waiting for a line
+        self.idle_timer: asyncio.TimerHandle | None = None
         timestamp = None
         if self.options.apop:  # RFC 1939 7: unique per greeting
             timestamp = f"<{os.getpid()}.{secrets.token_hex(8)}@{self.options.hostname}>"
@@ -199,35 +214,29 @@ class Session:
         return observer if observer is not None and observer.active else None
 
     async def run(self) -> None:
+        self.arm_idle_timer(self.options.idle_timeout)
         if observer := self.watched():
             observer.opened(self.id, self.peer, False)
         try:
             await self.carry_out(self.core.greeting())
+            await self.flush()
             while not self.core.closed and not self.lock_lost:
-                try:
-                    async with asyncio.timeout(self.options.idle_timeout):
-                        raw = await self.read_line()
-                except TimeoutError:  # RFC 1939 3: close without UPDATE, no reply
-                    log.info("%s idle timeout", self.peer)
+                if not self.lines and not await self.read_lines():
                     break
-                if raw is None:
-                    break
-                if len(raw) > self.options.max_line:
-                    self.trace("C", f"<{len(raw)} octets, too long>")
-                    self.send(p.Send(LINE_TOO_LONG, (LINE_TOO_LONG.decode().rstrip(),)))
-                    await self.writer.drain()
-                    continue
-                if self.watched():
-                    self.trace("C", self.core.describe_client_line(raw))
-                await self.carry_out(self.core.receive_line(raw))
+                await self.handle_line(self.lines.popleft())
+                if not self.lines or self.core.closed:  # all pipelined commands answered
+                    await self.flush()
         except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
             log.info("%s connection lost: %s", self.peer, type(exc).__name__)
         except Exception:
             log.exception("%s unexpected error in POP3 session", self.peer)
             with contextlib.suppress(Exception):
+                self.write_output()  # the replies before the failure, in order
                 self.writer.write(INTERNAL_ERROR)
                 await self.writer.drain()
         finally:
+            if self.idle_timer is not None:
+                self.idle_timer.cancel()
             await self.release_lock()
             self.writer.close()
             with contextlib.suppress(Exception):
@@ -236,6 +245,15 @@ class Session:
                 observer.closed(self.id, self.peer, self.core.tls_active,
                                 self.core.owner)
 
+    async def handle_line(self, raw: bytes) -> None:
+        if len(raw) > self.options.max_line:
+            self.trace("C", f"<{len(raw)} octets, too long>")
+            self.send(p.Send(LINE_TOO_LONG, (LINE_TOO_LONG.decode().rstrip(),)))
+            return
+        if self.watched():
+            self.trace("C", self.core.describe_client_line(raw))
+        await self.carry_out(self.core.receive_line(raw))
+
     def end(self, line: bytes) -> None:
         """Say ``line`` and close: run() sees EOF and cleans up (no UPDATE, lock released)."""
         if not self.writer.is_closing():
@@ -243,24 +261,60 @@ class Session:
                 self.writer.write(line)
             self.writer.close()
 
-    async def read_line(self) -> bytes | None:
-        """A line with its LF, or None at EOF. An over-long line is read and dropped piecemeal
-        (never buffered whole); a placeholder longer than max_line stands for it."""
-        try:
-            return await self.reader.readuntil(b"\n")
-        except asyncio.IncompleteReadError:
-            return None  # EOF, possibly inside a partial line: ignore it
-        except asyncio.LimitOverrunError as exc:
-            consumed = exc.consumed
-        while True:  # RFC 2449 4: refuse the line, keep the session
-            await self.reader.readexactly(consumed)
+    # -- input: bounded lines, every complete one the client has sent --
+
+    async def read_lines(self) -> bool:
+        """Wait until at least one complete line is in ``lines``; False at EOF (a partial
+        line at EOF is ignored). An over-long line is dropped as it arrives (never buffered
+        whole); a placeholder longer than max_line stands for it (RFC 2449 4: refuse the
+        line, keep the session)."""
+        while not self.lines:
+            self.reading_since = self.loop.time()
             try:
-                await self.reader.readuntil(b"\n")
-                return b"x" * (self.options.max_line + 1)
-            except asyncio.IncompleteReadError:
-                return None
-            except asyncio.LimitOverrunError as exc:
-                consumed = exc.consumed
+                chunk = await self.reader.read(READ_CHUNK)
+            finally:
+                self.reading_since = None
+            if not chunk:
+                return False
+            self.split_lines(chunk)
+        return True
+
+    def split_lines(self, chunk: bytes) -> None:
+        limit = self.options.max_line
+        data = self.partial + chunk if self.partial else chunk
+        start = 0
+        while (end := data.find(b"\n", start)) >= 0:
+            raw = bytes(data[start:end + 1])
+            if self.overlong or len(raw) > limit:
+                raw = b"x" * (limit + 1)
+                self.overlong = False
+            self.lines.append(raw)
+            start = end + 1
+        self.partial = bytearray(data[start:])
+        if len(self.partial) > limit:
+            self.partial.clear()
+            self.overlong = True
+
+    # -- the idle timeout: one timer per session, not one per command --
+
+    def arm_idle_timer(self, delay: float) -> None:
+        self.idle_timer = self.loop.call_later(delay, self.check_idle)
+
+    def check_idle(self) -> None:
+        """RFC 1939 3: a session idle for idle_timeout is closed without UPDATE and without a
+        reply. Idle means waiting for a command; the timer re-arms for the time left."""
+        idle = self.options.idle_timeout
+        since = self.reading_since
+        if since is None:
+            self.arm_idle_timer(idle)
+            return
+        left = since + idle - self.loop.time()
+        if left > IDLE_SLACK:
+            self.arm_idle_timer(left)
+            return
+        log.info("%s idle timeout", self.peer)
+        self.idle_timer = None
+        self.writer.close()  # the pending read ends at EOF; run() cleans up
 
     async def carry_out(self, actions: list[p.Action]) -> None:
         queue = deque(actions)
@@ -273,7 +327,7 @@ class Session:
                     delay = self.server.failed_logins.failed(self.address, action.login)
                     log.info("%s failed login for %r", self.peer, action.login)
                     if delay > 0:
-                        await self.writer.drain()
+                        await self.flush()
                         await asyncio.sleep(delay)
                 case p.LoggedIn():
                     # only this account's failures: owning one account must not reset the
@@ -288,7 +342,8 @@ class Session:
                     pass  # run() sees core.closed
                 case _:
                     queue.extend(await self.ask_maildrop(action))
-        await self.writer.drain()
+            if self.output_octets >= OUTPUT_BATCH:
+                await self.flush()
 
     async def ask_maildrop(self, request: p.Request) -> list[p.Action]:
         try:
@@ -367,24 +422,52 @@ class Session:
 
     async def start_tls(self) -> None:
         assert self.server.ssl_context is not None
-        await self.writer.drain()
+        await self.flush()
         # RFC 2595 4: whatever the client pipelined after STLS is discarded, never run under
-        # TLS. asyncio has no public way to do it (discard_buffered says why and what it leans
-        # on). Nothing can arrive in between: start_tls() pauses reading before it first yields
-        # to the loop (its own drain() returns at once, the writer was just drained).
-        discarded = discard_buffered(self.reader)
+        # TLS: the lines already split off, the partial line, and what the stream reader
+        # holds. asyncio has no public way to do the last (discard_buffered says why and what
+        # it leans on). Nothing can arrive in between: start_tls() pauses reading before it
+        # first yields to the loop (its own drain() returns at once, the writer was just
+        # drained).
+        discarded = sum(map(len, self.lines)) + len(self.partial)
+        self.lines.clear()
+        self.partial.clear()
+        self.overlong = False
+        discarded += discard_buffered(self.reader)
         if discarded:
             log.info("%s discarded %d octets pipelined after STLS", self.peer, discarded)
         await self.writer.start_tls(self.server.ssl_context)
         self.core.tls_started()
 
+    # -- output: replies wait and go out together --
+
     def send(self, action: p.Send) -> None:
-        self.writer.write(action.data)
+        self.queue_output(action.data)
         if action.body:
-            self.writer.write(action.body)
+            self.queue_output(action.body)
         if self.watched():
             for text in action.trace:
                 self.trace("S", text)
+
+    def queue_output(self, data: bytes) -> None:
+        if len(data) >= OUTPUT_BATCH:  # a big message goes out as it is: no copy to join it
+            self.write_output()
+            self.writer.write(data)
+            return
+        self.output.append(data)
+        self.output_octets += len(data)
+
+    def write_output(self) -> None:
+        if self.output:
+            output = self.output
+            self.writer.write(output[0] if len(output) == 1 else b"".join(output))
+            self.output = []
+            self.output_octets = 0
+
+    async def flush(self) -> None:
+        """Write every waiting reply in one call, then wait while the client is slow."""
+        self.write_output()
+        await self.writer.drain()
 
     def trace(self, direction: str, text: str) -> None:
         if observer := self.watched():

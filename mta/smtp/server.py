@@ -17,6 +17,7 @@ import functools
 import logging
 import re
 import ssl
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ from mta import replies
 from mta.events import Bus, peer_text
 from mta.smtp import paths
 from mta.smtp.data import DataBuffer, DataState
+from mta.smtp.introspection import ConnectionSetUp
 from mta.smtp.observed import Observed
 from mta.store import new_queue_id
 
@@ -88,13 +90,21 @@ class LabSMTP(Observed, SMTP):
     _client = ""  # the peer's IP address, counted in ``state.clients``
 
     def __init__(self, handler: Any, state: ListenerState, *, offer_auth: bool = True,
-                 implicit_tls: bool = False, **kwargs: Any) -> None:
+                 implicit_tls: bool = False, set_up: ConnectionSetUp | None = None,
+                 **kwargs: Any) -> None:
         if implicit_tls:
             # RFC 8314 3.3: the session is encrypted from the first byte. aiosmtpd counts
             # only STARTTLS as encryption and would never offer AUTH here (aiosmtpd #274,
             # #281): tell it TLS is not required for AUTH, and offer no STARTTLS.
             kwargs |= {"auth_require_tls": False, "tls_context": None}
-        super().__init__(handler, **kwargs)
+        # set_up: the listener's SMTP.__init__ result, learnt once (mta.smtp.introspection);
+        # learnt before observe(), so nothing of one session's events is shared
+        if set_up is not None and set_up.learnt:
+            set_up.apply(self)
+        else:
+            super().__init__(handler, **kwargs)
+            if set_up is not None:
+                set_up.learn(self)
         self.implicit_tls = implicit_tls
         self.observe(state)  # self.state, and what the events need
         # aiosmtpd keeps these limits on the class, shared by every session; keep ours apart.
@@ -117,17 +127,10 @@ class LabSMTP(Observed, SMTP):
 
     # -- events -------------------------------------------------------------------------------
 
-    def _traced(self, name: str, method: Callable) -> Callable:
-        # wraps() copies the method's __dict__, so aiosmtpd's HELP still finds __smtp_syntax__
-        @functools.wraps(method)
-        async def run(arg: str | None) -> None:
-            if self.state.bus.active:
-                if name == "MAIL":  # the transaction's lines carry its queue id from here
-                    self._begin_transaction()
-                self.publish_client_line(name if arg is None else f"{name} {arg}")
-            await method(arg)
-
-        return run
+    def _traced(self, name: str, method: types.MethodType) -> Callable:
+        # One wrapper per verb and method, made once and bound to each connection:
+        # functools.wraps for every command of every connection cost more than the events.
+        return types.MethodType(_traced_function(name, method.__func__), self)
 
     def _begin_transaction(self) -> None:
         if self.envelope is not None and self.envelope.queue_id is None:
@@ -151,7 +154,10 @@ class LabSMTP(Observed, SMTP):
             text = _with_enhanced_code(text)
         if self.state.bus.active:
             self.publish_line("S", text)
-        await super().push(text)
+        # What SMTP.push writes (same encoding, CRLF), from a cache: replies repeat. Its one
+        # addition, a DEBUG line on aiosmtpd's "mail.log", is off in labmail (mta.cli).
+        self._writer.write(_wire(text, self.enable_SMTPUTF8))
+        await self._writer.drain()
         if self.state.closing and self._idle() and not text.startswith("421"):
             await self._close_421()
 
@@ -390,6 +396,28 @@ for _name in ("smtp_RCPT", "smtp_VRFY", "smtp_NOOP", "smtp_RSET", "smtp_HELP"):
     vars(LabSMTP)[_name].__dict__.update(vars(SMTP)[_name].__dict__)
 
 
+@functools.cache  # a handful of verbs and methods
+def _traced_function(name: str, function: Callable) -> Callable:
+    """``function``, a command method of LabSMTP, publishing the client's line first."""
+
+    # wraps() copies the method's __dict__, so aiosmtpd's HELP still finds __smtp_syntax__
+    @functools.wraps(function)
+    async def run(self: LabSMTP, arg: str | None) -> None:
+        if self.state.bus.active:
+            if name == "MAIL":  # the transaction's lines carry its queue id from here
+                self._begin_transaction()
+            self.publish_client_line(name if arg is None else f"{name} {arg}")
+        await function(self, arg)
+
+    return run
+
+
+@functools.lru_cache(maxsize=256)  # replies repeat; ids in 250 replies just cycle through
+def _wire(text: str, utf8: bool) -> bytes:
+    """A reply as aiosmtpd's ``SMTP.push`` puts it on the wire."""
+    return text.encode("utf-8" if utf8 else "ascii") + b"\r\n"
+
+
 @functools.lru_cache(maxsize=256)  # replies repeat; ids in 250 replies just cycle through
 def _with_enhanced_code(text: str) -> str:
     lines = text.split("\r\n")
@@ -449,9 +477,10 @@ async def start_smtp_listener(handler: Any, host: str, port: int, *, hostname: s
     loop = asyncio.get_running_loop()
     state = ListenerState(hostname, component, step, max_connections, max_per_client, max_junk,
                           domain, bus if bus is not None else Bus())
+    set_up = ConnectionSetUp()  # one handler, the same arguments: learnt once, reused
 
     def factory() -> LabSMTP:
-        return LabSMTP(handler, state, hostname=hostname, ident="labmail ESMTP",
+        return LabSMTP(handler, state, set_up=set_up, hostname=hostname, ident="labmail ESMTP",
                        data_size_limit=data_size_limit, enable_SMTPUTF8=True,
                        decode_data=False, tls_context=tls_context, timeout=timeout,
                        implicit_tls=implicit_tls, loop=loop, **smtp_kwargs)

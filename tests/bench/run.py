@@ -22,8 +22,6 @@ import os
 import platform
 import queue
 import shutil
-import smtplib
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import loadgen  # noqa: E402
-from servers import PASSWORD, USERS, sample_message  # noqa: E402
+from report import print_tables, verdicts  # noqa: E402
 
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
@@ -223,18 +221,55 @@ def load(s: Settings, port: int, count: int, concurrency: int) -> dict[str, Any]
     return loadgen.run_asyncio_client(port, count, concurrency, s.deadline)
 
 
-# labmail's MX in one process ("mx") and with a second worker process on the same port ("mx2",
+# labmail's MX in one process ("mx"), the same with a subscriber consuming every bus event
+# ("mxsub", issue 12), and with a second worker process on the same port ("mx2",
 # `workers = 2`): the no-op baseline is one event loop, the ceiling of one process.
-KINDS = ("noop", "mx", "mx2")
+KINDS = ("noop", "mx", "mxsub", "mx2")
+MX_KINDS = ("mx", "mxsub", "mx2")
 
 
 def server_args(s: Settings, kind: str, run_dir: Path, extra: list[str] | None = None) -> list[str]:
     args = ["--loop", s.loop]
-    if kind in ("mx", "mx2"):
+    if kind in MX_KINDS:
         args += ["--dir", str(run_dir), "--log", s.log]
     if kind == "mx2":
         args += ["--workers", "2"]
+    if kind == "mxsub":
+        args += ["--subscribe"]
     return args + (extra or [])
+
+
+def mx_summary(runs: list[dict[str, Any]], concurrencies: list[int]) -> dict[str, Any]:
+    """Medians per kind and concurrency, and the ratios round by round (A B A B pairs)."""
+    summary = {}
+    for concurrency in concurrencies:
+        rates = {
+            kind: [
+                r["msg_per_s"]
+                for r in runs
+                if r["kind"] == kind and r["concurrency"] == concurrency
+            ]
+            for kind in KINDS
+        }
+        noop, mx = statistics.median(rates["noop"]), statistics.median(rates["mx"])
+        mx2 = statistics.median(rates["mx2"])
+        pairs = [m / n for n, m in zip(rates["noop"], rates["mx"], strict=True) if n]
+        pairs2 = [m / n for n, m in zip(rates["noop"], rates["mx2"], strict=True) if n]
+        watched = [w / m for m, w in zip(rates["mx"], rates["mxsub"], strict=True) if m]
+        summary[str(concurrency)] = {
+            "noop_msg_per_s": round(noop, 1),
+            "labmail_msg_per_s": round(mx, 1),
+            "ratio": round(mx / noop, 3) if noop else None,
+            "ratio_per_round": [round(p, 3) for p in pairs],
+            "labmail_2workers_msg_per_s": round(mx2, 1),
+            "ratio_2workers": round(mx2 / noop, 3) if noop else None,
+            "ratio_2workers_per_round": [round(p, 3) for p in pairs2],
+            "labmail_subscribed_msg_per_s": round(statistics.median(rates["mxsub"]), 1),
+            "ratio_subscribed": round(statistics.median(watched), 3) if watched else None,
+            "ratio_subscribed_per_round": [round(p, 3) for p in watched],
+            "all_ok": all(r["ok"] for r in runs if r["concurrency"] == concurrency),
+        }
+    return summary
 
 
 def bench_mx(s: Settings, say: Any) -> dict[str, Any]:
@@ -290,30 +325,7 @@ def bench_mx(s: Settings, say: Any) -> dict[str, Any]:
                     )
                 )
                 shutil.rmtree(run_dir, ignore_errors=True)
-    summary = {}
-    for concurrency in s.mx_counts:
-        rates = {
-            kind: [
-                r["msg_per_s"]
-                for r in runs
-                if r["kind"] == kind and r["concurrency"] == concurrency
-            ]
-            for kind in KINDS
-        }
-        noop, mx = statistics.median(rates["noop"]), statistics.median(rates["mx"])
-        mx2 = statistics.median(rates["mx2"])
-        pairs = [m / n for n, m in zip(rates["noop"], rates["mx"], strict=True) if n]
-        pairs2 = [m / n for n, m in zip(rates["noop"], rates["mx2"], strict=True) if n]
-        summary[str(concurrency)] = {
-            "noop_msg_per_s": round(noop, 1),
-            "labmail_msg_per_s": round(mx, 1),
-            "ratio": round(mx / noop, 3) if noop else None,
-            "ratio_per_round": [round(p, 3) for p in pairs],
-            "labmail_2workers_msg_per_s": round(mx2, 1),
-            "ratio_2workers": round(mx2 / noop, 3) if noop else None,
-            "ratio_2workers_per_round": [round(p, 3) for p in pairs2],
-            "all_ok": all(r["ok"] for r in runs if r["concurrency"] == concurrency),
-        }
+    summary = mx_summary(runs, list(s.mx_counts))
     if s.profile:
         say(
             f"  cProfile of the labmail server at c{max(s.mx_counts)}: "
@@ -325,178 +337,19 @@ def bench_mx(s: Settings, say: Any) -> dict[str, Any]:
 # -- POP3 ---------------------------------------------------------------------------------------
 
 
-def pop3_exchange(
-    sock: socket.socket, command: bytes, multiline: bool, buffer: bytearray
-) -> tuple[float, bytes]:
-    """Send a command; time until its reply is complete (single line, or up to CRLF.CRLF)."""
-    started = time.perf_counter()
-    sock.sendall(command)
-    while True:
-        if not multiline:
-            end = buffer.find(b"\r\n")
-            if end >= 0:
-                reply = bytes(buffer[: end + 2])
-                del buffer[: end + 2]
-                break
-        else:
-            if buffer.startswith(b"-ERR") and b"\r\n" in buffer:
-                raise RuntimeError(bytes(buffer).decode())
-            end = buffer.find(b"\r\n.\r\n")
-            if end >= 0:
-                reply = bytes(buffer[: end + 5])
-                del buffer[: end + 5]
-                break
-        chunk = sock.recv(1 << 20)
-        if not chunk:
-            raise ConnectionError("POP3 server closed the connection")
-        buffer += chunk
-    return time.perf_counter() - started, reply
-
-
 def bench_pop3(s: Settings, say: Any) -> dict[str, Any]:
-    import poplib
+    import pop3bench  # tests/bench/pop3bench.py
 
-    run_dir = Path(tempfile.mkdtemp(prefix="pop3-", dir=s.work))
-    fill = [f"--fill={USERS[0]}={s.pop3_retrieve}", f"--fill={USERS[1]}={s.pop3_big}"]
-    out: dict[str, Any] = {}
-    with server(
-        "mx", server_args(s, "mx", run_dir, ["--pop3", *fill]), s.work / "pop3.log"
-    ) as proc:
-        port = proc.ports["pop3"]
-        out["fill_seconds"] = proc.ready.get("fill_seconds")
-        # Retrieval: LIST + RETR of every message on one connection, with poplib.
-        rates = []
-        for _ in range(2 if s.quick else 3):
-            pop = poplib.POP3("127.0.0.1", port, timeout=60)
-            pop.user(USERS[0])
-            pop.pass_(PASSWORD)
-            started = time.perf_counter()
-            _, listing, _ = pop.list()
-            octets = 0
-            for item in listing:
-                number = int(item.split()[0])
-                _, lines, size = pop.retr(number)
-                octets += size
-            elapsed = time.perf_counter() - started
-            pop.quit()
-            rates.append((len(listing) / elapsed, octets / elapsed / MB, elapsed, len(listing)))
-        rates.sort()
-        msg_s, mb_s, elapsed, count = rates[len(rates) // 2]
-        out["retrieve"] = {
-            "messages": count,
-            "seconds": round(elapsed, 4),
-            "msg_per_s": round(msg_s, 1),
-            "mb_per_s": round(mb_s, 2),
-            "all_msg_per_s": [round(r[0], 1) for r in rates],
-        }
-        say(f"  pop3 LIST+RETR x{count}: {msg_s:.0f} msg/s, {mb_s:.2f} MB/s")
-        # STAT and LIST on a big mailbox: time from command sent to reply complete.
-        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-            buffer = bytearray()
-            pop3_exchange(sock, b"", False, buffer)  # greeting
-            pop3_exchange(sock, f"USER {USERS[1]}\r\n".encode(), False, buffer)
-            login, reply = pop3_exchange(sock, f"PASS {PASSWORD}\r\n".encode(), False, buffer)
-            if not reply.startswith(b"+OK"):
-                raise RuntimeError(f"POP3 login failed: {reply!r}")
-            stats, lists, uidls = [], [], []
-            for _ in range(5):
-                stats.append(pop3_exchange(sock, b"STAT\r\n", False, buffer)[0])
-                t, listing = pop3_exchange(sock, b"LIST\r\n", True, buffer)
-                lists.append(t)
-                uidls.append(pop3_exchange(sock, b"UIDL\r\n", True, buffer)[0])
-            entries = listing.count(b"\r\n") - 2
-            pop3_exchange(sock, b"QUIT\r\n", False, buffer)
-        out["big_mailbox"] = {
-            "messages": entries,
-            "login_ms": round(login * 1000, 2),
-            "stat_ms": round(statistics.median(stats) * 1000, 3),
-            "list_ms": round(statistics.median(lists) * 1000, 3),
-            "uidl_ms": round(statistics.median(uidls) * 1000, 3),
-        }
-        say(
-            f"  pop3 {entries} messages: USER/PASS {login * 1000:.1f} ms, STAT "
-            f"{out['big_mailbox']['stat_ms']:.2f} ms, LIST {out['big_mailbox']['list_ms']:.2f} ms"
-        )
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return out
+    return pop3bench.bench_pop3(s, say)
 
 
 # -- memory -------------------------------------------------------------------------------------
 
 
-def big_message(size: int) -> bytes:
-    line = b"0123456789abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789\r\n"
-    head = (
-        b"From: alice@alice.lab\r\nTo: bob@bob.lab\r\nSubject: big\r\n"
-        b"Message-ID: <big.bench@alice.lab>\r\n\r\n"
-    )
-    return head + line * ((size - len(head)) // len(line))
-
-
 def bench_memory(s: Settings, say: Any, mx: dict[str, Any] | None) -> dict[str, Any]:
-    import poplib
+    import membench  # tests/bench/membench.py
 
-    out: dict[str, Any] = {}
-    if mx:
-        top = str(max(s.mx_counts))
-        peaks = [
-            r["peak_rss_load"]
-            for r in mx["runs"]
-            if r["kind"] == "mx" and str(r["concurrency"]) == top and r["peak_rss_load"]
-        ]
-        noop = [
-            r["peak_rss_load"]
-            for r in mx["runs"]
-            if r["kind"] == "noop" and str(r["concurrency"]) == top and r["peak_rss_load"]
-        ]
-        out["c50"] = {
-            "labmail_peak_rss_mb": round(max(peaks) / MB, 1) if peaks else None,
-            "noop_peak_rss_mb": round(max(noop) / MB, 1) if noop else None,
-        }
-    run_dir = Path(tempfile.mkdtemp(prefix="memory-", dir=s.work))
-    size = s.big_message
-    message = big_message(size)
-    with server(
-        "mx",
-        server_args(s, "mx", run_dir, ["--pop3", f"--max-message-size={4 * size}"]),
-        s.work / "memory.log",
-    ) as proc:
-        # one small message first, so first-use allocations are part of the idle baseline
-        with smtplib.SMTP("127.0.0.1", proc.ports["smtp"], timeout=120) as smtp:
-            smtp.sendmail("alice@alice.lab", [USERS[2]], sample_message(0))
-        idle = proc.status()["VmRSS"]
-        proc.reset_peak()
-        with smtplib.SMTP("127.0.0.1", proc.ports["smtp"], timeout=120) as smtp:
-            smtp.sendmail("alice@alice.lab", [USERS[0]], message)
-        stored = proc.status()
-        pop = poplib.POP3("127.0.0.1", proc.ports["pop3"], timeout=120)
-        pop.user(USERS[0])
-        pop.pass_(PASSWORD)  # scrypt (16 MiB) runs here: measured apart from RETR below
-        after_login = proc.status()["VmRSS"]
-        proc.reset_peak()
-        _, lines, octets = pop.retr(1)
-        retrieved = proc.status()
-        pop.quit()
-        got = sum(len(line) + 2 for line in lines)
-    out["big_message"] = {
-        "message_mb": round(len(message) / MB, 2),
-        "idle_rss_mb": round(idle / MB, 1),
-        "store_peak_growth_mb": round((stored["VmHWM"] - idle) / MB, 1),
-        "store_factor": round((stored["VmHWM"] - idle) / len(message), 2),
-        "retr_peak_growth_mb": round((retrieved["VmHWM"] - after_login) / MB, 1),
-        "retr_factor": round((retrieved["VmHWM"] - after_login) / len(message), 2),
-        "retrieved_octets": octets,
-        "rss_after_mb": round(retrieved["VmRSS"] / MB, 1),
-    }
-    if got < len(message):
-        out["big_message"]["error"] = f"retrieved {got} of {len(message)} octets"
-    b = out["big_message"]
-    say(
-        f"  memory 20 MB message: store +{b['store_peak_growth_mb']} MB "
-        f"({b['store_factor']}x), RETR +{b['retr_peak_growth_mb']} MB ({b['retr_factor']}x)"
-    )
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return out
+    return membench.bench_memory(s, say, mx)
 
 
 # -- end to end ---------------------------------------------------------------------------------
@@ -512,203 +365,6 @@ def bench_http(s: Settings, say: Any) -> dict[str, Any]:
     import http_bench  # tests/bench/http_bench.py
 
     return http_bench.run(s, say)
-
-
-# -- output -------------------------------------------------------------------------------------
-
-
-TARGETS = {
-    "mx_c10": 0.80,
-    "mx_c50": 0.90,
-    "pop3_msg_per_s": 5000,
-    "pop3_big_ms": 50,
-    "rss_c50_mb": 60,
-    "big_factor": 4.0,
-    "e2e_ratio": 0.5,
-    "e2e_p50_ms": 20,
-    "e2e_p95_ms": 50,
-}
-
-
-def verdicts(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
-    """(target, figure, goal, met) rows."""
-    rows: list[tuple[str, str, str, bool | None]] = []
-    mx = results.get("mx", {}).get("summary", {})
-    for c, goal in (("10", TARGETS["mx_c10"]), ("50", TARGETS["mx_c50"])):
-        for key, label in (("ratio", "1 process"), ("ratio_2workers", "2 workers")):
-            if c in mx and mx[c].get(key) is not None:
-                rows.append(
-                    (
-                        f"MX c{c} labmail ({label})/no-op",
-                        f"{mx[c][key]:.0%}",
-                        f">= {goal:.0%}",
-                        mx[c][key] >= goal,
-                    )
-                )
-    e2e = results.get("e2e", {})
-    if e2e.get("throughput"):
-        t = e2e["throughput"]
-        if t.get("ratio") is not None:
-            rows.append(
-                (
-                    f"e2e c{t['concurrency']} / MX c{t['concurrency']}",
-                    f"{t['ratio']:.0%}",
-                    ">= 50%",
-                    t["ratio"] >= TARGETS["e2e_ratio"],
-                )
-            )
-        lat = e2e.get("latency", {})
-        if lat:
-            rows.append(
-                (
-                    "e2e latency p50",
-                    f"{lat['p50_ms']:.1f} ms",
-                    "<= 20 ms",
-                    lat["p50_ms"] <= TARGETS["e2e_p50_ms"],
-                )
-            )
-            rows.append(
-                (
-                    "e2e latency p95",
-                    f"{lat['p95_ms']:.1f} ms",
-                    "<= 50 ms",
-                    lat["p95_ms"] <= TARGETS["e2e_p95_ms"],
-                )
-            )
-    pop = results.get("pop3", {})
-    if pop.get("retrieve"):
-        r = pop["retrieve"]["msg_per_s"]
-        rows.append(
-            ("POP3 RETR 2 KB", f"{r:.0f} msg/s", ">= 5000 msg/s", r >= TARGETS["pop3_msg_per_s"])
-        )
-    if pop.get("big_mailbox"):
-        b = pop["big_mailbox"]
-        for key in ("stat_ms", "list_ms"):
-            rows.append(
-                (
-                    f"POP3 {key[:4].upper()} {b['messages']} msgs",
-                    f"{b[key]:.1f} ms",
-                    "< 50 ms",
-                    b[key] < TARGETS["pop3_big_ms"],
-                )
-            )
-    mem = results.get("memory", {})
-    if mem.get("c50", {}).get("labmail_peak_rss_mb"):
-        v = mem["c50"]["labmail_peak_rss_mb"]
-        rows.append(("RSS peak at c50", f"{v:.1f} MB", "< 60 MB", v < TARGETS["rss_c50_mb"]))
-    if mem.get("big_message"):
-        b = mem["big_message"]
-        for key, label in (("store_factor", "store"), ("retr_factor", "RETR")):
-            rows.append(
-                (
-                    f"20 MB message, {label}",
-                    f"{b[key]:.2f}x size",
-                    "< 4x",
-                    b[key] < TARGETS["big_factor"],
-                )
-            )
-    if results.get("http"):
-        import http_bench
-
-        rows += http_bench.verdicts(results["http"])
-    return rows
-
-
-def figure_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
-    rows = []
-    for c, v in results.get("mx", {}).get("summary", {}).items():
-        rows.append(
-            (
-                f"MX acceptance c{c}",
-                f"no-op {v['noop_msg_per_s']:.0f} msg/s",
-                f"labmail {v['labmail_msg_per_s']:.0f} msg/s ({v['ratio']:.0%}; rounds "
-                + ", ".join(f"{p:.0%}" for p in v["ratio_per_round"])
-                + f"); 2 workers {v['labmail_2workers_msg_per_s']:.0f} msg/s "
-                f"({v['ratio_2workers']:.0%})",
-            )
-        )
-    e2e = results.get("e2e", {})
-    if e2e.get("skipped"):
-        rows.append(("end to end", "skipped", e2e["skipped"]))
-    for key, value in e2e.get("rows", []):
-        rows.append(("end to end", key, value))
-    pop = results.get("pop3", {})
-    if pop.get("retrieve"):
-        r = pop["retrieve"]
-        rows.append(
-            (
-                "POP3 LIST+RETR",
-                f"{r['messages']} x 2 KB",
-                f"{r['msg_per_s']:.0f} msg/s, {r['mb_per_s']:.2f} MB/s",
-            )
-        )
-    if pop.get("big_mailbox"):
-        b = pop["big_mailbox"]
-        rows.append(
-            (
-                "POP3 big mailbox",
-                f"{b['messages']} messages",
-                f"USER/PASS {b['login_ms']:.0f} ms, STAT {b['stat_ms']:.2f} ms, "
-                f"LIST {b['list_ms']:.2f} ms, UIDL {b['uidl_ms']:.2f} ms",
-            )
-        )
-    mem = results.get("memory", {})
-    if mem.get("c50"):
-        m = mem["c50"]
-        rows.append(
-            (
-                "peak RSS under load c50",
-                f"no-op {m['noop_peak_rss_mb']} MB",
-                f"labmail {m['labmail_peak_rss_mb']} MB (VmHWM, reset after warm-up)",
-            )
-        )
-    if mem.get("big_message"):
-        b = mem["big_message"]
-        rows.append(
-            (
-                "one 20 MB message",
-                f"idle {b['idle_rss_mb']} MB",
-                f"store +{b['store_peak_growth_mb']} MB ({b['store_factor']}x), "
-                f"RETR +{b['retr_peak_growth_mb']} MB ({b['retr_factor']}x)",
-            )
-        )
-    if results.get("http"):
-        import http_bench
-
-        rows += http_bench.figure_rows(results["http"])
-    return rows
-
-
-def print_tables(results: dict[str, Any]) -> None:
-    figures = figure_rows(results)
-    checks = verdicts(results)
-    mark = {True: "met", False: "MISSED", None: "-"}
-    if sys.stdout.isatty():
-        from rich.console import Console
-        from rich.table import Table
-
-        console = Console()
-        table = Table(title=f"labmail benchmarks ({results['machine']['summary']})")
-        for name in ("benchmark", "setting", "figure"):
-            table.add_column(name)
-        for row in figures:
-            table.add_row(*row)
-        console.print(table)
-        table = Table(title="targets")
-        for name in ("target", "figure", "goal", "verdict"):
-            table.add_column(name)
-        for name, value, goal, met in checks:
-            style = "green" if met else "red"
-            table.add_row(name, value, goal, f"[{style}]{mark[met]}[/{style}]")
-        console.print(table)
-        return
-    print(f"labmail benchmarks ({results['machine']['summary']})")
-    widths = [max(len(r[i]) for r in figures) for i in range(2)] if figures else [0, 0]
-    for a, b, c in figures:
-        print(f"  {a:<{widths[0]}}  {b:<{widths[1]}}  {c}")
-    print("targets")
-    for name, value, goal, met in checks:
-        print(f"  {name:<28} {value:>14}  {goal:<14} {mark[met]}")
 
 
 def machine() -> dict[str, Any]:
@@ -802,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         "client": s.client,
         "server_log": s.log,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "load": "/".join(f"{x:.2f}" for x in os.getloadavg()),  # 1/5/15 min, at the start
     }
     say(
         f"labmail benchmarks: {results['machine']['summary']}; load generator {s.client}; "

@@ -128,18 +128,19 @@ def mx_config(
     return from_dict(data, str(directory / "bench.toml"), directory)
 
 
+def toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    return "[" + ", ".join(toml_value(x) for x in v) + "]"
+
+
 def to_toml(data: dict[str, Any]) -> str:
     """The few TOML shapes a bench config uses (scalars, lists, tables, arrays of tables)."""
-
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, str):
-            return json.dumps(v)
-        return "[" + ", ".join(value(x) for x in v) + "]"
-
+    value = toml_value
     lines, tables = [], []
     for key, v in data.items():
         if isinstance(v, dict):
@@ -200,30 +201,15 @@ async def run_mx(args: argparse.Namespace) -> dict[str, Any]:
         pool = WorkerPool(directory / "bench.toml", config, server.ports, args.workers - 1)
         await pool.start()
     ports = {"smtp": server.ports["mx"]}
-    if args.submission:
-        ports["submission"] = server.ports["submission"]
-    if args.http:
-        ports["http"] = server.ports["http"]
+    for name in ("submission", "http", "pop3"):
+        if getattr(args, name):
+            ports[name] = server.ports[name]
     deliveries: list[tuple[float, str]] = []  # (monotonic time of the commit, entry uid)
     if args.track:
         server.store.on_delivery(
             lambda d: deliveries.extend((time.monotonic(), uid) for _, uid in d.entries)
         )
-    pop3_server = None
-    if args.pop3:
-        if "pop3" in server.listeners:
-            ports["pop3"] = server.ports["pop3"]
-        else:  # mta.server does not start POP3 itself yet: serve the same store here
-            from pop3.server import POP3Options, start_server
-
-            options = POP3Options(
-                hostname=HOSTNAME,
-                allow_plaintext_auth=True,
-                failed_auth_delay=0.0,
-                max_connections=100,
-            )
-            pop3_server = await start_server(server.store, HOST, 0, options)
-            ports["pop3"] = pop3_server.sockets[0].getsockname()[1]
+    consumer = subscriber(server.bus) if args.subscribe else None
     started = time.perf_counter()
     for item in args.fill:
         owner, _, count = item.partition("=")
@@ -231,23 +217,41 @@ async def run_mx(args: argparse.Namespace) -> dict[str, Any]:
     filled = time.perf_counter() - started
     extra = {"fill_seconds": round(filled, 3)} if args.fill else {}
     await serve_until_stdin_closes(ports, extra, lambda: {"delivered": len(deliveries)})
-    if pop3_server is not None:
-        pop3_server.close()
+    if consumer is not None:
+        consumer.cancel()
     if pool is not None:
         await pool.close()
     stored = await server.store.count_entries()
     stats = server.store.stats
-    seen: dict[str, float] = {}
-    for when, uid in deliveries:  # Message-ID -> when it became visible in the mailbox
-        entry = await server.store.entry_by_uid(uid)
-        if entry is not None:
-            raw = await server.store.fetch(entry.owner, entry.id)
-            seen[message_id(raw)] = when
+    seen = await visible_at(server.store, deliveries)
     await server.close(grace=1.0)
     out: dict[str, Any] = {"messages": stored, "commits": stats.commits, "jobs": stats.jobs}
     if args.track:
         out["deliveries"] = seen
     return out
+
+
+async def visible_at(store: Any, deliveries: list[tuple[float, str]]) -> dict[str, float]:
+    """Message-ID -> when it became visible in the mailbox."""
+    seen: dict[str, float] = {}
+    for when, uid in deliveries:
+        entry = await store.entry_by_uid(uid)
+        if entry is not None:
+            raw = await store.fetch(entry.owner, entry.id)
+            seen[message_id(raw)] = when
+    return seen
+
+
+def subscriber(bus: Any) -> asyncio.Task[None]:
+    """A consumer of every event on the bus, as the web pages' event stream is (issue 12)."""
+    subscription = bus.subscribe()
+
+    async def consume() -> None:
+        with subscription:
+            async for _ in subscription:
+                pass
+
+    return asyncio.get_running_loop().create_task(consume())
 
 
 def message_id(raw: bytes) -> str:
@@ -297,6 +301,7 @@ def main() -> None:
     parser.add_argument("--pop3", action="store_true", help="also serve POP3 over the store")
     parser.add_argument("--domain", default=DOMAIN)
     parser.add_argument("--submission", action="store_true", help="also serve submission")
+    parser.add_argument("--subscribe", action="store_true", help="consume every bus event")
     parser.add_argument("--http", action="store_true", help="also serve the HTTP API")
     parser.add_argument("--route", action="append", default=[], metavar="DOMAIN=HOST:PORT")
     parser.add_argument(

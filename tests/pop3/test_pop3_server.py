@@ -455,6 +455,66 @@ async def test_tls_handshake_failure_is_quiet(start_pop3, raw_client, server_tls
     assert after.greeting.startswith(b"+OK")
 
 
+async def test_pipelined_commands_are_answered_in_order(start_pop3, raw_client, maildrop):
+    """RFC 2449 6.6: every command of one write is answered, in the order sent (the server
+    answers all the complete commands it has before writing)."""
+    running = await start_pop3()
+    messages = maildrop.messages(BOB)
+    client = await raw_client(running)
+    await client.send(
+        f"USER {BOB}\r\nPASS {BOB_PASSWORD}\r\nSTAT\r\nRETR 2\r\nNOOP\r\nDELE 1\r\n"
+        f"LIST\r\nBOGUS\r\nRETR 1\r\nUIDL 3\r\nRSET\r\nQUIT\r\n".encode())
+    assert await client.line() == b"+OK send PASS\r\n"
+    assert (await client.line()).startswith(b"+OK maildrop has 3 messages")
+    sizes = [len(raw) for raw in messages]
+    assert await client.line() == f"+OK 3 {sum(sizes)}\r\n".encode()
+    assert await client.line() == f"+OK {sizes[1]} octets\r\n".encode()
+    body = b"".join(await client.rest_of_multiline())
+    assert body == messages[1].replace(b"\r\n.", b"\r\n..")
+    assert await client.line() == b"+OK\r\n"
+    assert await client.line() == b"+OK message 1 deleted\r\n"
+    assert (await client.line()).startswith(b"+OK 2 messages")
+    assert await client.rest_of_multiline() == [f"2 {sizes[1]}\r\n".encode(),
+                                                f"3 {sizes[2]}\r\n".encode()]
+    assert await client.line() == b"-ERR unknown command\r\n"
+    assert await client.line() == b"-ERR message 1 already deleted\r\n"
+    assert (await client.line()).startswith(b"+OK 3 ")
+    assert (await client.line()).startswith(b"+OK maildrop has 3 messages")
+    assert (await client.line()).startswith(b"+OK pop.bob.lab labmail POP3 server signing off")
+    assert await client.eof()
+    assert len(maildrop.messages(BOB)) == 3  # RSET came before QUIT
+
+
+async def test_pipelined_input_split_anywhere_gives_the_same_replies(start_pop3, raw_client):
+    running = await start_pop3()
+    client = await raw_client(running)
+    data = f"USER {BOB}\r\nPASS {BOB_PASSWORD}\r\nSTAT\r\n{'N' * 300}\r\nNOOP\r\n".encode()
+    for cut in (3, 17, 29, 41, 200, 330):  # inside lines, at CRLFs, inside the long line
+        await client.send(data[:cut])
+        data = data[cut:]
+    await client.send(data)
+    assert await client.line() == b"+OK send PASS\r\n"
+    assert (await client.line()).startswith(b"+OK maildrop has 3 messages")
+    assert (await client.line()).startswith(b"+OK 3 ")
+    assert await client.line() == b"-ERR line too long\r\n"
+    assert await client.line() == b"+OK\r\n"
+
+
+async def test_idle_timeout_fires_after_pipelined_commands(start_pop3, raw_client, maildrop):
+    """The one timer per session counts from the last command answered, in any state."""
+    running = await start_pop3(idle_timeout=0.3)
+    stored = maildrop.messages(BOB)
+    client = await raw_client(running)
+    await client.send(f"USER {BOB}\r\nPASS {BOB_PASSWORD}\r\nDELE 1\r\nDELE 2\r\n".encode())
+    for _ in range(4):
+        assert (await client.line()).startswith(b"+OK")
+    assert await client.eof()  # no reply, just closed (RFC 1939 3)
+    await maildrop.wait_unlocked(BOB)
+    assert maildrop.messages(BOB) == stored
+    idle = await raw_client(running)  # AUTHORIZATION: the same timer
+    assert await idle.eof()
+
+
 def test_failed_logins_count_per_address_and_reset_per_account() -> None:
     logins = FailedLogins(1.0, max_tracked=2)
     assert [logins.failed("10.0.0.1", "carol@bob.lab") for _ in range(2)] == [1.0, 2.0]
