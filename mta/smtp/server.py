@@ -85,7 +85,9 @@ class LabSMTP(Observed, SMTP):
 
     local_part_limit = 64
     envelope: LabEnvelope | None
-    auth_failures: int = 0  # failed AUTH attempts in this session (submission)
+    # failed AUTH attempts in this session (submission); not named auth_*: aiosmtpd offers
+    # every auth_<NAME> attribute of the protocol as an AUTH mechanism
+    failed_logins: int = 0
     _junk = 0  # junk commands since the session began or last had a message accepted
     _client = ""  # the peer's IP address, counted in ``state.clients``
 

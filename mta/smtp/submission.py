@@ -138,8 +138,8 @@ class SubmissionHandler:
             server.session.auth_data = LoginPassword(login.encode(), b"")
             await server.push(replies.AUTH_OK)
             return AuthResult(success=False, handled=True)
-        server.auth_failures += 1
-        failures = server.auth_failures
+        server.failed_logins += 1
+        failures = server.failed_logins
         log.warning("submission: failed AUTH %d for %r from %s", failures, login,
                     peer_ip(server.session))
         delay = self.failed_logins.failed(peer_ip(server.session), login)
