@@ -295,15 +295,16 @@ class Subscription:
 
     async def get(self, timeout: float | None = None) -> Event:
         """The next event; TimeoutError after ``timeout`` seconds; EOFError once closed."""
-        async with asyncio.timeout(timeout):
-            while not self._events:
-                if self.closed:
-                    raise EOFError("subscription closed")
-                self._waiter = asyncio.get_running_loop().create_future()
-                try:
-                    await self._waiter
-                finally:
-                    self._waiter = None
+        if not self._events:  # the common case under load: no timer, no future
+            async with asyncio.timeout(timeout):
+                while not self._events:
+                    if self.closed:
+                        raise EOFError("subscription closed")
+                    self._waiter = asyncio.get_running_loop().create_future()
+                    try:
+                        await self._waiter
+                    finally:
+                        self._waiter = None
         return self._events.popleft()
 
     def close(self) -> None:

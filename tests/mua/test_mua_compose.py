@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import email
 import itertools
 from email import policy
+from email.header import decode_header, make_header
 from email.parser import BytesParser
 
 import pytest
@@ -199,7 +201,12 @@ def test_any_text_round_trips(subject, name, body):
     back = parse(to_bytes(msg))
     # headers are unfolded and whitespace-normalised on the way back (RFC 5322 2.2.3)
     assert " ".join(back["Subject"].split()) == " ".join(subject.split())
-    assert " ".join(back["From"].addresses[0].display_name.split()) == " ".join(name.split())
+    # The display name as RFC 2047 6.2 decodes it (white space between adjacent encoded words
+    # is dropped); the stdlib's structured parser keeps a space there when a long name was
+    # folded into two encoded words, which is its quirk, not the message's.
+    from_field = email.message_from_bytes(to_bytes(msg))["From"]
+    shown = str(make_header(decode_header(from_field))).rpartition("<alice@alice.lab>")[0]
+    assert " ".join(shown.split()) == " ".join(name.split())
     expected = body if body.endswith("\n") else body + "\n"
     assert back.get_content() == expected
 
