@@ -26,11 +26,11 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mta.texts import TEXT
 from mua import compose, fetch, render, submit
 from mua.errors import MuaError
 from mua.folder import open_folder
 from mua.profile import Profile, profile_from_dict
-from mua.texts import TEXT
 
 if TYPE_CHECKING:
     from mta.events import Event, ProtocolLine, Subscription

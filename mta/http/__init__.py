@@ -9,7 +9,8 @@ never a traceback; every request and response is bounded.
 
 Modules: ``app`` (routes, middlewares), ``auth``, ``mailboxes``, ``search``, ``messages``,
 ``wait``, ``sse``, ``admin`` (queue and faults), ``openapi``, ``params``, ``errors``; the web
-pages: ``pages`` (the pages and their endpoints), ``actions`` (what they do as a user agent),
+pages: ``pages`` (the pages and their endpoints; what they do as a user agent is
+``mua.web_actions``, plugged in by entry point),
 ``mime`` (a message's parts) and ``static/`` (HTML, CSS and JavaScript).
 """
 

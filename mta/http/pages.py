@@ -5,12 +5,13 @@ nothing fetched from the Internet), with a Content-Security-Policy that lets the
 their own scripts, and the few JSON endpoints the pages need beyond the API of ``mta.http``:
 
 - ``/api/v1/texts?lang=zh``: the step headings and explanations, from the one bilingual source
-  the terminal demo prints (``mua.texts``);
+  the terminal demo prints (``mta.texts``);
 - ``/api/v1/pages/config``: what the flow page needs to know: this server's domains, the peer
   servers whose event streams it merges, and (``mua demo --web`` only) the lab's accounts;
 - ``/api/v1/pages/replay?message_id=``: the held events of one message on this server
   (``mta.lab_trace``, the trace builder the lab uses);
-- the actions of ``mta.http.actions`` (compose, submit, fetch as a user, script a fault).
+- the user agent's actions, plugged in through the ``labmail.http`` entry point group
+  (``mua.web_actions``: compose, submit, fetch as a user), since ``mta`` imports nothing of ``mua``.
 
 Separate processes: the page subscribes to each server's own stream (CORS, the listener's
 ``cors_origins``) instead of one server proxying the others': no second copy of every event,
@@ -21,18 +22,22 @@ the domains share one bus, so one stream already carries everything (``shared_bu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from mta.http import actions, mime
+from mta.http import mime
 from mta.http.context import CONTEXT
 from mta.http.errors import ApiError, Handler
 from mta.lab_trace import build_trace
-from mua.texts import TEXT
+from mta.texts import TEXT
 
 STATIC = Path(__file__).with_name("static")
+# Entry point group of route plug-ins: each is called with the app (the user agent registers
+# its actions here, so the dependency stays mua -> mta).
+PLUG_INS = "labmail.http"
 PAGES = {"/flow": "flow.html", "/mail": "mail.html", "/server": "server.html"}
 # The pages run only their own scripts. Images and connections may go anywhere because the
 # flow page talks to peer servers and a message's HTML may be allowed its remote images (its
@@ -80,7 +85,8 @@ def setup(app: web.Application, options: PageOptions | None = None) -> None:
     app.router.add_get("/api/v1/texts", texts)
     app.router.add_get("/api/v1/pages/config", config)
     app.router.add_get("/api/v1/pages/replay", replay)
-    actions.setup(app)
+    for plug_in in entry_points(group=PLUG_INS):  # mua.web_actions, when installed
+        plug_in.load()(app)
     mime.setup(app)
 
 
@@ -102,7 +108,7 @@ async def _page_headers(request: web.Request, response: web.StreamResponse) -> N
 
 
 def texts_for(lang: str) -> dict[str, str]:
-    """The step headings and explanations in ``lang`` (``mua.texts``: the terminal demo prints
+    """The step headings and explanations in ``lang`` (``mta.texts``: the terminal demo prints
     the same); 400 for a language it lacks."""
     if lang not in TEXT:
         raise ApiError(400, f"lang: one of {', '.join(sorted(TEXT))}")

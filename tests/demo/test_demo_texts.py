@@ -1,10 +1,10 @@
-"""The demo's texts (mua.texts): every language says the same things."""
+"""The demo's texts (mta.texts): every language says the same things."""
 
 from __future__ import annotations
 
 import string
 
-from mua.texts import TEXT
+from mta.texts import TEXT
 
 
 def fields(template: str) -> set[str]:

@@ -13,8 +13,8 @@ from flow_events import delivery
 from web_helpers import ALICE, BOB, PASSWORDS, deliver
 
 from mta.lab import Lab
+from mta.texts import TEXT
 from mua.demo_web import WebDemo
-from mua.texts import TEXT
 
 
 @pytest.fixture

@@ -1,10 +1,13 @@
-"""The six-step demo's texts in English and Chinese (the course notes' language): steps 1-6.
+"""The six steps explained, in English and Chinese (the course notes' language): steps 1-6.
 
-Plain data shared by everything that explains a delivery: ``mua demo`` in a terminal today, the
-web pages later. ``TEXT[lang][key]`` is a ``str.format`` template; keys name the thing shown:
-``s1`` .. ``s6`` the step names, ``sN.why`` what step N does and why (with its RFC), ``sN.*``
-the labels of step N's evidence, and a few for the frame (``title``, ``lab``, ``summary``, ...).
-Every language has the same keys. Nothing here knows about terminals or HTML.
+Plain data shared by everything that explains a delivery: ``mua demo`` in a terminal and the
+web pages (``mta.http.pages`` serves them as JSON). It lives in ``mta`` because both use it
+and dependencies point one way (``mta`` <- ``mua.demo``).
+
+``TEXT[lang][key]`` is a ``str.format`` template; keys name the thing shown: ``s1`` .. ``s6``
+the step names, ``sN.why`` what step N does and why (with its RFC), ``sN.*`` the labels of
+step N's evidence, and a few for the frame (``title``, ``lab``, ``summary``, ...). Every
+language has the same keys. Nothing here knows about terminals or HTML.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ everyone watching the event stream), and "fetch as Bob": a real POP3 session aga
 server's POP3 listener with ``mua.fetch`` (step 5) and the message rendered by ``mua.render``
 (step 6). The blocking clients run in a thread, off the event loop.
 
-This module is a composition root, like ``mua demo``: the one place in ``mta`` that uses the
-user agent, because the pages *are* a user agent that happens to run in a browser.
+It plugs into the HTTP listener through the ``labmail.http`` entry point group (pyproject.toml),
+like ``mua.testing`` plugs into pytest: the pages *are* a user agent that happens to run in a
+browser, and ``mta`` imports nothing of ``mua`` (dependencies point one way).
 """
 
 from __future__ import annotations
