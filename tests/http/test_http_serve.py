@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from http_helpers import BOB, mail, send_mx
 
-from mta import config as config_mod
+from mta import config_env
 from mta.config import ConfigError
 from mta.server import Server
 from tests.conftest import make_config
@@ -62,14 +62,14 @@ def test_bad_http_settings_are_refused(tmp_path: Path, http: dict, message: str)
 
 def test_environment_overrides(tmp_path: Path) -> None:
     config = make_config(tmp_path, listeners={"http": {**HTTP, "token": "file-token"}})
-    moved = config_mod.apply_env(config, {"LABMAIL_LISTENERS_HTTP": "0.0.0.0:8025",
+    moved = config_env.apply_env(config, {"LABMAIL_LISTENERS_HTTP": "0.0.0.0:8025",
                                           "LABMAIL_LISTENERS_HTTP_TOKEN": "env-token"})
     assert (moved.listeners.http.host, moved.listeners.http.port) == ("0.0.0.0", 8025)
     assert moved.listeners.http.token == "env-token"
-    kept = config_mod.apply_env(config, {"LABMAIL_LISTENERS_HTTP": "127.0.0.1:9"})
+    kept = config_env.apply_env(config, {"LABMAIL_LISTENERS_HTTP": "127.0.0.1:9"})
     assert kept.listeners.http.token == "file-token"  # the address moves, the token stays
-    assert config_mod.apply_env(config, {"LABMAIL_LISTENERS_HTTP": "off"}).listeners.http is None
-    added = config_mod.apply_env(make_config(tmp_path), {"LABMAIL_LISTENERS_HTTP": "[::1]:0"})
+    assert config_env.apply_env(config, {"LABMAIL_LISTENERS_HTTP": "off"}).listeners.http is None
+    added = config_env.apply_env(make_config(tmp_path), {"LABMAIL_LISTENERS_HTTP": "[::1]:0"})
     assert added.listeners.http.host == "::1" and added.listeners.http.token is None
 
 

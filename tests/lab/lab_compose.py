@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from mta import config as mta_config
+from mta import config_env as mta_config_env
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -226,7 +227,7 @@ def enabled_listeners(config: mta_config.Config) -> dict[str, mta_config.Listene
 
 def parse_routes(value: str) -> dict[str, tuple[str, int]]:
     """A LABMAIL_ROUTES value, parsed the way mta.config does."""
-    return dict(mta_config.apply_env(_EMPTY, {"LABMAIL_ROUTES": value}).routes)
+    return dict(mta_config_env.apply_env(_EMPTY, {"LABMAIL_ROUTES": value}).routes)
 
 
 _EMPTY = mta_config.from_dict({"domains": ["x.invalid"], "database": "x.db"}, "<routes>")

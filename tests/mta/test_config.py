@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mta.config import ConfigError, Listener, apply_env, load
+from mta.config import ConfigError, Listener, load
+from mta.config_env import apply_env
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

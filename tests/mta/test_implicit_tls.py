@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from mta.config import ConfigError, Listener, apply_env, load
+from mta.config import ConfigError, Listener, load
+from mta.config_env import apply_env
 from mta.server import Server
 from mua.cli import main as mua_main
 
