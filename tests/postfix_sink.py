@@ -1,7 +1,8 @@
-"""Postfix's smtp-sink as a next hop for the relay (Debian package postfix; .ci/run installs it).
+"""Other people's mail programs the tests talk to (Debian packages; .ci/run installs them).
 
-Shared by the interop tests and the 8BITMIME/SMTPUTF8 relay tests: one bounded start-up wait,
-one clean-up, on an ephemeral loopback port.
+Postfix's smtp-sink as a next hop for the relay (the interop and 8BITMIME/SMTPUTF8 relay tests:
+one bounded start-up wait, one clean-up, an ephemeral loopback port) and fetchmail as a POP3
+client (the STLS and POP3S tests).
 """
 
 from __future__ import annotations
@@ -54,3 +55,21 @@ async def smtp_sink(*options: str) -> AsyncIterator[tuple[int, Path]]:
         process.terminate()
         process.wait(10)
         shutil.rmtree(dump, ignore_errors=True)
+
+
+FETCHMAIL = shutil.which("fetchmail")
+
+
+async def run_fetchmail(folder: Path, port: int, tls_options: str
+                        ) -> tuple[subprocess.CompletedProcess[str], bytes]:
+    """fetchmail (Debian package fetchmail) as bob@bob.lab (password ``bob-pw``) from the POP3
+    listener on ``port``, deleting what it fetched; (the run, the mbox it delivered to)."""
+    assert FETCHMAIL is not None
+    rc, out = folder / "fetchmailrc", folder / "mbox"
+    rc.write_text(f'poll 127.0.0.1 service {port} protocol pop3 user "bob@bob.lab" '
+                  f'password "bob-pw" {tls_options} mda "/bin/sh -c \'cat >> {out}\'"\n')
+    rc.chmod(0o600)
+    result = await asyncio.to_thread(
+        subprocess.run, [FETCHMAIL, "-f", str(rc), "--nokeep", "--nosyslog", "-v"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "HOME": str(folder)})
+    return result, out.read_bytes() if out.exists() else b""

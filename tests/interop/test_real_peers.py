@@ -14,7 +14,7 @@ import pytest
 
 from mta.lab import Lab
 from mta.server import Server
-from tests.postfix_sink import SINK, smtp_sink
+from tests.postfix_sink import FETCHMAIL, SINK, run_fetchmail, smtp_sink
 
 SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 
@@ -65,9 +65,6 @@ async def test_the_relay_delivers_to_smtp_sink() -> None:
     assert b"hello sink" in dumped
 
 
-FETCHMAIL = shutil.which("fetchmail")
-
-
 async def test_fetchmail_retrieves_over_stls(server_factory, tmp_path: Path, need_tool) -> None:
     need_tool(FETCHMAIL is not None, "fetchmail is not installed (Debian package fetchmail)")
     server = await server_factory(
@@ -77,19 +74,10 @@ async def test_fetchmail_retrieves_over_stls(server_factory, tmp_path: Path, nee
     for n in range(3):
         await server.store.deliver(["bob@bob.lab"],
                                    b"Subject: fetch %d\r\n\r\n.dot line %d\r\n" % (n, n), "")
-    rc = tmp_path / "fetchmailrc"
-    out = tmp_path / "mbox"
-    rc.write_text(f'poll 127.0.0.1 service {server.ports["pop3"]} protocol pop3 '
-                  f'user "bob@bob.lab" password "bob-pw" sslproto "tls1.2+" '
-                  f'no sslcertck mda "/bin/sh -c \'cat >> {out}\'"\n')
-    rc.chmod(0o600)
-    env = {**os.environ, "HOME": str(tmp_path)}
-    result = await asyncio.to_thread(
-        subprocess.run, [FETCHMAIL, "-f", str(rc), "--nokeep", "--nosyslog", "-v"],
-        capture_output=True, text=True, timeout=60, env=env)
+    result, mbox = await run_fetchmail(tmp_path, server.ports["pop3"],
+                                       'sslproto "tls1.2+" no sslcertck')
     assert result.returncode == 0, result.stdout + result.stderr
     assert "STLS" in result.stdout + result.stderr
-    mbox = out.read_bytes()
     for n in range(3):
         assert b"Subject: fetch %d" % n in mbox and b".dot line %d" % n in mbox
     assert await server.store.count_entries("bob@bob.lab") == 0  # fetched and deleted

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import poplib
-import shutil
 import smtplib
 import ssl
 import subprocess
@@ -19,6 +17,7 @@ from mta.config import ConfigError, Listener, load
 from mta.config_env import apply_env
 from mta.server import Server
 from mua.cli import main as mua_main
+from tests.postfix_sink import FETCHMAIL, run_fetchmail
 
 LOOPBACK = {"host": "127.0.0.1", "port": 0}
 MSG = b"From: bob@bob.lab\r\nTo: carol@bob.lab\r\nSubject: over 465\r\n\r\nhello\r\n"
@@ -150,29 +149,18 @@ async def test_mua_profiles_with_implicit_tls(tls_server: Server, tmp_path: Path
     assert len(messages) == 1 and b"to myself over 465" in messages[0].read_bytes()
 
 
-FETCHMAIL = shutil.which("fetchmail")
-
-
 async def test_fetchmail_ssl_fetches_from_pop3s(tls_server: Server, tmp_path: Path,
                                                 need_tool) -> None:
     need_tool(FETCHMAIL is not None, "fetchmail is not installed (Debian package fetchmail)")
     for n in range(2):
         await tls_server.store.deliver(["bob@bob.lab"], b"Subject: pop3s %d\r\n\r\nx\r\n" % n,
                                        "")
-    rc = tmp_path / "fetchmailrc"
-    out = tmp_path / "mbox"
-    rc.write_text(f'poll 127.0.0.1 service {tls_server.ports["pop3s"]} protocol pop3 '
-                  f'user "bob@bob.lab" password "bob-pw" ssl sslproto "tls1.2+" '
-                  f'sslcertck sslcertfile "{tmp_path / "ca.pem"}" sslcommonname "mx.bob.lab" '
-                  f'mda "/bin/sh -c \'cat >> {out}\'"\n')
-    rc.chmod(0o600)
-    env = {**os.environ, "HOME": str(tmp_path)}
-    result = await asyncio.to_thread(
-        subprocess.run, [FETCHMAIL, "-f", str(rc), "--nokeep", "--nosyslog", "-v"],
-        capture_output=True, text=True, timeout=60, env=env)
+    result, mbox = await run_fetchmail(
+        tmp_path, tls_server.ports["pop3s"],
+        f'ssl sslproto "tls1.2+" sslcertck sslcertfile "{tmp_path / "ca.pem"}" '
+        'sslcommonname "mx.bob.lab"')
     assert result.returncode == 0, result.stdout + result.stderr
     assert "STLS" not in result.stdout  # TLS from the first byte, no upgrade
-    mbox = out.read_bytes()
     assert b"Subject: pop3s 0" in mbox and b"Subject: pop3s 1" in mbox
     assert await tls_server.store.count_entries("bob@bob.lab") == 0
 

@@ -85,19 +85,25 @@ def test_workers_share_the_ports_and_the_database(served) -> None:
     assert worker_pids(proc.pid) == []
 
 
+def wait_replaced(parent: int, killed: int) -> list[int]:
+    """Wait (bounded, 30 s) until the pool has two workers again, ``killed`` not among them;
+    their pids."""
+    deadline = time.monotonic() + 30
+    now: list[int] = []
+    while time.monotonic() < deadline:  # polling /proc: no event to wait on across processes
+        now = worker_pids(parent)
+        if len(now) == 2 and killed not in now:
+            return now
+        time.sleep(0.2)
+    raise AssertionError(f"killed worker not replaced: {now}")
+
+
 def test_a_killed_worker_is_replaced(served) -> None:
     proc, ports = served
     before = worker_pids(proc.pid)
     assert len(before) == 2
     os.kill(before[0], signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    now: list[int] = []
-    while time.monotonic() < deadline:  # bounded: the pool starts a new worker
-        now = worker_pids(proc.pid)
-        if len(now) == 2 and before[0] not in now:
-            break
-        time.sleep(0.2)
-    assert len(now) == 2 and before[0] not in now, f"killed worker not replaced: {now}"
+    wait_replaced(proc.pid, before[0])
     with smtplib.SMTP("127.0.0.1", ports["mx"], timeout=30) as c:
         assert c.sendmail("a@alice.lab", ["bob@bob.lab"], "Subject: x\r\n\r\nx\r\n") == {}
 
@@ -120,14 +126,7 @@ def test_stopping_the_server_leaves_no_worker_behind(served) -> None:
     proc, ports = served
     before = worker_pids(proc.pid)
     os.kill(before[0], signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    now: list[int] = []
-    while time.monotonic() < deadline:  # bounded: the pool starts a new worker
-        now = worker_pids(proc.pid)
-        if len(now) == 2 and before[0] not in now:
-            break
-        time.sleep(0.2)
-    assert len(now) == 2 and before[0] not in now, f"killed worker not replaced: {now}"
+    now = wait_replaced(proc.pid, before[0])
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
     deadline = time.monotonic() + 30
