@@ -6,28 +6,16 @@ unexpected error becomes a reply.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from aiosmtpd.smtp import Envelope, Session, TLSSetupException
 
 from mta import replies
 from mta.addresses import AddressError, parse
 from mta.config import Config
-from mta.events import peer_text
-from mta.message import message_id, received_header, with_protocol
+from mta.message import received_header, with_protocol
 from mta.store import Store
 
 log = logging.getLogger("labmail.smtp")
-
-
-
-def txn_extra(component: str, hostname: str, session: Session, raw: bytes,
-              queue_id: str | None) -> dict[str, Any]:
-    """Structured fields of a transaction's log record: they tie the message (Message-ID,
-    queue id) to the session (component and peer as in its events)."""
-    return {"component": component, "hostname": hostname,
-            "peer": peer_text(session.peer), "queue_id": queue_id,
-            "message_id": message_id(raw)}
 
 
 def received_for(session: Session, envelope: Envelope, hostname: str, queue_id: str, *,

@@ -25,7 +25,6 @@ from mta.smtp.common import (
     peer_ip,
     received_for,
     smtputf8_requested,
-    txn_extra,
 )
 from mta.smtp.faults import FaultInjector
 from mta.smtp.server import LabEnvelope, LabSMTP
@@ -76,8 +75,7 @@ class InboundHandler:
         raw = to_crlf(envelope.original_content or b"")
         fault = self.faults.next()
         if fault:
-            log.info("mx fault injection: answering %r", fault,
-                     extra=txn_extra("mx", self.config.hostname, session, raw, None))
+            log.info("mx fault injection: answering %r", fault)
             return fault
         if count_received(raw) >= self.config.limits.max_received_headers:
             log.warning("mx refused message from %s: mail loop", envelope.mail_from)
@@ -95,8 +93,7 @@ class InboundHandler:
             log.error("mx could not store message from %s: %s", sender or "<>", exc)
             return replies.TEMPORARY_FAILURE
         log.info("accepted id=%s from=<%s> to=%s size=%d", queue_id, sender,
-                 ",".join(f"<{r}>" for r in envelope.rcpt_tos), len(trace_headers) + len(raw),
-                 extra=txn_extra("mx", self.config.hostname, session, raw, queue_id))
+                 ",".join(f"<{r}>" for r in envelope.rcpt_tos), len(trace_headers) + len(raw))
         return replies.QUEUED.format(queue_id=queue_id)
 
     async def handle_exception(self, error: Exception) -> str:

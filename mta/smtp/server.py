@@ -26,19 +26,16 @@ from aiosmtpd.smtp import MISSING, SMTP, Envelope
 
 from mta import replies
 from mta.events import Bus, peer_text
-from mta.smtp import paths
+from mta.smtp import library_log, paths, reply_text
 from mta.smtp.data import DataBuffer, DataState
 from mta.smtp.introspection import ConnectionSetUp
 from mta.smtp.observed import Observed
 from mta.store import new_queue_id
 
 log = logging.getLogger("labmail.smtp")
+library_log.install()
 
-_ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}( |$)")
 _AUTH_PARAMETER = re.compile(r"\s+AUTH=\S*", re.IGNORECASE)
-# What a reply must not carry back from a client's line: controls, lone CR or LF, and the
-# surrogates aiosmtpd keeps for octets that are not UTF-8 (issue 17 item 8).
-_UNSAFE = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]|\r(?!\n)|(?<!\r)\n")
 COMMAND_LIMIT = 512  # RFC 5321 4.5.3.1.4, CRLF included
 
 
@@ -84,6 +81,10 @@ class LabSMTP(Observed, SMTP):
     """aiosmtpd's SMTP protocol with labmail's limits, events and reply conventions."""
 
     local_part_limit = 64
+    # The stream reader's limit (aiosmtpd: 1001). Lines are limited by RFC 5321's own counts
+    # (COMMAND_LIMIT, mta.smtp.data); a larger buffer reads a typical message in one piece
+    # instead of pausing the transport every 2 KB (issue 16).
+    line_length_limit = 8192
     envelope: LabEnvelope | None
     # failed AUTH attempts in this session (submission); not named auth_*: aiosmtpd offers
     # every auth_<NAME> attribute of the protocol as an AUTH mechanism
@@ -112,6 +113,7 @@ class LabSMTP(Observed, SMTP):
         # aiosmtpd keeps these limits on the class, shared by every session; keep ours apart.
         self.command_size_limits = collections.defaultdict(lambda: COMMAND_LIMIT - 2)
         self._greeted = False
+        self._held: list[bytes] = []  # the lines of a multi-line reply before its last
         self._plain_reply = False  # greeting and EHLO/HELO replies carry no enhanced code
         self._peer = "?"
         self._offer_auth = offer_auth
@@ -148,17 +150,23 @@ class LabSMTP(Observed, SMTP):
 
     async def push(self, status: str | bytes) -> None:
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
-        if _UNSAFE.search(text):
-            text = _UNSAFE.sub("?", text)
+        text = reply_text.safe(text)
         if not self._greeted:
             self._greeted = True
         elif not self._plain_reply:
-            text = _with_enhanced_code(text)
+            text = reply_text.with_enhanced_code(text)
         if self.state.bus.active:
             self.publish_line("S", text)
-        # What SMTP.push writes (same encoding, CRLF), from a cache: replies repeat. Its one
-        # addition, a DEBUG line on aiosmtpd's "mail.log", is off in labmail (mta.cli).
-        self._writer.write(_wire(text, self.enable_SMTPUTF8))
+        # What SMTP.push writes (same encoding, CRLF). Its one addition, a DEBUG line on
+        # aiosmtpd's "mail.log", is off in labmail (mta.cli).
+        wire = reply_text.wire(text, self.enable_SMTPUTF8)
+        if text[3:4] == "-":  # a multi-line reply (EHLO) goes out in one write with its end
+            self._held.append(wire)
+            return
+        if self._held:
+            wire = b"".join(self._held) + wire
+            self._held.clear()
+        self._writer.write(wire)
         await self._writer.drain()
         if self.state.closing and self._idle() and not text.startswith("421"):
             await self._close_421()
@@ -227,12 +235,7 @@ class LabSMTP(Observed, SMTP):
         return True
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        # The email package's parser raises more than HeaderParseError on odd input (IndexError
-        # on "<@"): any failure is a malformed address (553 5.1.3), never an unexpected error.
-        try:
-            return super()._getaddr(arg)
-        except (ValueError, IndexError, TypeError, AttributeError):
-            return None, None
+        return paths.parse(arg, self.local_part_limit)
 
     async def smtp_DATA(self, arg: str) -> None:
         """aiosmtpd's DATA (same replies and hooks), read into one buffer (``mta.smtp.data``):
@@ -272,19 +275,30 @@ class LabSMTP(Observed, SMTP):
         self.reply_queue_id = envelope.queue_id
         try:
             if self.state.bus.active:
-                self.publish_outcome(envelope, _with_enhanced_code(reply), size, content)
+                self.publish_outcome(envelope, reply_text.with_enhanced_code(reply), size, content)
             await self.push(reply)
         finally:
             self.reply_queue_id = None
 
     async def _read_data(self) -> DataBuffer:
-        """Lines up to the end of data; the reader splits at CRLF only (RFC 5321 4.1.1.4)."""
+        """The data up to its end: whole lines up to each "." + CRLF at once (the end of data
+        is one, RFC 5321 4.1.1.4), lines split at CRLF only, pieces cut by the stream limit."""
         buffer = DataBuffer(self.data_size_limit)
+        reader = self._reader
         while self.transport is not None and buffer.state is not DataState.DONE:
             try:
-                buffer.line(await self._reader.readuntil(b"\r\n"))
+                if buffer.at_line_start:
+                    buffer.lines(await reader.readuntil(b".\r\n"))
+                else:
+                    buffer.line(await reader.readuntil(b"\r\n"))
             except asyncio.LimitOverrunError as exc:
-                buffer.overrun(await self._reader.readexactly(exc.consumed))
+                piece = await reader.readexactly(exc.consumed)
+                cut = piece.rfind(b"\r\n") if buffer.at_line_start else -1
+                whole = cut + 2 if cut >= 0 else 0
+                if whole:  # whole lines first, none of them "." (the limit cut before it)
+                    buffer.lines(piece[:whole])
+                if whole < len(piece):
+                    buffer.overrun(piece[whole:])
             except asyncio.CancelledError:
                 self._writer.close()  # the connection went away mid-message
                 raise
@@ -412,26 +426,6 @@ def _traced_function(name: str, function: Callable) -> Callable:
         await function(self, arg)
 
     return run
-
-
-@functools.lru_cache(maxsize=256)  # replies repeat; ids in 250 replies just cycle through
-def _wire(text: str, utf8: bool) -> bytes:
-    """A reply as aiosmtpd's ``SMTP.push`` puts it on the wire."""
-    return text.encode("utf-8" if utf8 else "ascii") + b"\r\n"
-
-
-@functools.lru_cache(maxsize=256)  # replies repeat; ids in 250 replies just cycle through
-def _with_enhanced_code(text: str) -> str:
-    lines = text.split("\r\n")
-    out = []
-    for line in lines:
-        code, sep, rest = line[:3], line[3:4], line[4:]
-        if (len(line) >= 3 and code.isdigit() and code[0] in "245" and sep in (" ", "-", "")
-                and not _ENHANCED.match(rest)):
-            enhanced = replies.DEFAULT_ENHANCED.get(code, f"{code[0]}.0.0")
-            line = f"{code}{sep or ' '}{enhanced} {rest}".rstrip()
-        out.append(line)
-    return "\r\n".join(out)
 
 
 @dataclass

@@ -40,7 +40,6 @@ from mta.smtp.common import (
     peer_ip,
     received_for,
     smtputf8_requested,
-    txn_extra,
 )
 from mta.smtp.server import LabEnvelope, LabSMTP
 from mta.store import Store, StoreError, new_queue_id
@@ -219,8 +218,7 @@ class SubmissionHandler:
             return replies.TEMPORARY_FAILURE
         log.info("submitted id=%s user=%s from=<%s> local=%s queued=%s size=%d", queue_id,
                  _login(session), sender, ",".join(owners) or "-", ",".join(remote) or "-",
-                 len(raw),
-                 extra=txn_extra("submission", self.config.hostname, session, raw, queue_id))
+                 len(raw))
         return replies.QUEUED.format(queue_id=queue_id)
 
     async def handle_exception(self, error: Exception) -> str:

@@ -22,6 +22,7 @@ CLASS_NAMES = [
     (aiosmtpd.smtp.SMTP, "_set_post_data_state", "mta.smtp.server: DATA's end"),
     (aiosmtpd.smtp.SMTP, "_call_handler_hook", "mta.smtp.server: DATA calls handle_DATA"),
     (aiosmtpd.smtp.SMTP, "_create_envelope", "mta.smtp.server: the typed LabEnvelope"),
+    (aiosmtpd.smtp, "sanitized_log", "mta.smtp.library_log: skipped when mail.log drops it"),
     (aiosqlite.Connection, "_execute", "mta.store.connection: one trip per group commit"),
     (aiosqlite.Connection, "_conn", "mta.store.connection: the sqlite3 connection"),
     (poplib.POP3, "_putline", "mua.fetch: the client's POP3 trace"),
