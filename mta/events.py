@@ -14,7 +14,10 @@ Publishing never blocks and never waits for a consumer: each subscriber has a bo
 and a subscriber that falls behind loses events (counted in ``dropped``) instead of slowing
 SMTP down. The bus numbers events (``seq``) and can keep the newest ones (``history``) so a
 consumer that connects late (an SSE client with ``Last-Event-ID``, ``Lab.trace``) still sees
-them. Publishers ask ``bus.active`` first, so a server nobody watches builds no events.
+them. Publishers ask ``bus.active`` first, so a server nobody watches builds no events; the
+busiest ones hand the bus an event's class and fields (``emit``), so while nobody subscribes
+the history holds just those and builds the events when it is read (issue 13: an idle HTTP
+listener, which keeps a history, must not slow SMTP down).
 
 How one message is followed across hops (the contract every publisher keeps):
 
@@ -34,8 +37,10 @@ Every event of a session carries its ``session`` id, so a consumer can group a d
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import re
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -43,6 +48,12 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 # -- the events --------------------------------------------------------------------------------
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
 
 STEP_OF_LISTENER = {"submission": 3, "mx": 4, "relay": 4, "pop3": 5}
 
@@ -67,9 +78,9 @@ class Event:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists) with the event's ``kind``."""
         out: dict[str, Any] = {"kind": self.kind}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
+        for name in _field_names(type(self)):
+            value = getattr(self, name)
+            out[name] = list(value) if isinstance(value, tuple) else value
         return out
 
 
@@ -225,6 +236,15 @@ def mask(line: str) -> str:
     return line
 
 
+_SESSION_PREFIX = secrets.token_hex(3)  # this process's: ids stay unique across workers
+_session_numbers = itertools.count(1)
+
+
+def new_session_id() -> str:
+    """A session id for events: unique in the lab, cheap (no system call per connection)."""
+    return f"{_SESSION_PREFIX}{next(_session_numbers):04x}"
+
+
 def peer_text(peer: object) -> str:
     """``host:port`` (``[v6]:port``) of a socket address, for humans and correlation."""
     if isinstance(peer, tuple) and len(peer) >= 2:
@@ -332,12 +352,27 @@ class Subscription:
         self.close()
 
 
+class _Held:
+    """An event in the history that nobody has read yet: its class and fields."""
+
+    __slots__ = ("cls", "fields", "seq")
+
+    def __init__(self, cls: type[Event], fields: dict[str, Any], seq: int) -> None:
+        self.cls = cls
+        self.fields = fields
+        self.seq = seq
+
+    def event(self) -> Event:
+        return self.cls(**self.fields, seq=self.seq)
+
+
 class Bus:
     """One process's event bus. Publish from the event loop's thread only."""
 
     def __init__(self, history: int = 0) -> None:
         self._subscribers: list[Subscription] = []
-        self._history: deque[Event] = deque(maxlen=history)
+        self._history: deque[Event | _Held] = deque(maxlen=history)
+        self._held = False  # the history may hold _Held records
         self._keep = history > 0
         self._seq = itertools.count(1)
         self.published = 0
@@ -357,6 +392,19 @@ class Bus:
             self._history.append(event)
         for subscriber in self._subscribers:
             subscriber.offer(event)
+
+    def emit(self, cls: type[Event], fields: dict[str, Any]) -> None:
+        """Publish ``cls(**fields)``, building it only when a subscriber is there to take it
+        (``fields`` is the bus's from now on; ``time`` is stamped here when missing)."""
+        if not self.active:
+            return
+        if self._subscribers:
+            self.publish(cls(**fields))
+            return
+        self.published += 1
+        fields.setdefault("time", time.time())
+        self._history.append(_Held(cls, fields, next(self._seq)))
+        self._held = True
 
     # -- subscribing ---------------------------------------------------------------------------
 
@@ -386,6 +434,10 @@ class Bus:
 
     def history(self, since: int = 0) -> Iterator[Event]:
         """Held events with ``seq > since``, oldest first."""
+        if self._held:  # build what emit() held, once
+            self._history = deque((item.event() if isinstance(item, _Held) else item
+                                   for item in self._history), maxlen=self._history.maxlen)
+            self._held = False
         return (event for event in list(self._history) if event.seq > since)
 
     @property

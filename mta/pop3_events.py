@@ -37,16 +37,16 @@ class POP3Events:
         return {**self._where, "session": session}
 
     def opened(self, session: str, peer: str, tls: bool) -> None:
-        self.bus.publish(SessionOpened(**self._fields(session), listener="pop3", peer=peer,
-                                       tls=tls))
+        self.bus.emit(SessionOpened, {**self._where, "session": session, "listener": "pop3",
+                                      "peer": peer, "tls": tls})
 
     def closed(self, session: str, peer: str, tls: bool, user: str | None) -> None:
-        self.bus.publish(SessionClosed(**self._fields(session), listener="pop3", peer=peer,
-                                       tls=tls, user=user))
+        self.bus.emit(SessionClosed, {**self._where, "session": session, "listener": "pop3",
+                                      "peer": peer, "tls": tls, "user": user})
 
     def line(self, session: str, peer: str, direction: str, text: str) -> None:
-        self.bus.publish(ProtocolLine(**self._fields(session), listener="pop3", peer=peer,
-                                      direction=direction, line=text))
+        self.bus.emit(ProtocolLine, {**self._where, "session": session, "listener": "pop3",
+                                     "peer": peer, "direction": direction, "line": text})
 
     def retrieved(self, session: str, owner: str, entry_id: int, uid: str, size: int) -> None:
         self.bus.publish(MessageRetrieved(**self._fields(session), mailbox_id=entry_id,

@@ -6,7 +6,8 @@ JSON of ``Event.to_dict()`` (framing by aiohttp-sse). Filters (``kind``, ``step`
 reconnects with ``Last-Event-ID`` (or ``?last_event_id=``) first gets every held event after
 that one (the bus keeps the newest ``HISTORY``), so nothing still held is lost; an id older
 than what is held gets a ``gap`` event first. A client that reads too slowly loses events (the
-bus never waits for it) and is told so with ``dropped`` events.
+bus never waits for it) and is told so with ``dropped`` events. Events go out in batches, at
+most ``BATCH_SECONDS`` after they happen.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from mta.http.auth import require_admin
 from mta.http.context import CONTEXT
 
 PING_SECONDS = 15.0
+BATCH_SECONDS = 0.02  # how long a stream gathers events before it writes them
+SEND_TIMEOUT = 10.0  # seconds a batch of events may wait for the client to read
 
 
 def event_filter(q: Mapping[str, str]) -> Callable[[events.Event], bool]:
@@ -57,7 +60,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     context = request.app[CONTEXT]
     bus = context.bus
     subscription = context.subscribe(predicate=predicate, since=since)
-    response = EventSourceResponse(ping_interval=PING_SECONDS)
+    response = BatchedEventSource(ping_interval=PING_SECONDS)
     try:
         await response.prepare(request)
         async with response:
@@ -76,16 +79,52 @@ async def stream(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _pump(response: EventSourceResponse, subscription: events.Subscription) -> None:
+class BatchedEventSource(EventSourceResponse):
+    """aiohttp-sse's response (its framing, its pings) that can put many events in one write:
+    under load a stream has several events waiting each time it wakes, and a write per event
+    cost the MX a third of its rate (issue 13)."""
+
+    _batch: list[bytes] | None = None
+
+    async def write(self, data: bytes) -> None:
+        if self._batch is not None:
+            self._batch.append(data)
+        else:
+            await super().write(data)
+
+    async def send_all(self, items: list[tuple[str, str | None, str]]) -> None:
+        """``send(data, id=, event=)`` for each (data, id, event), written at once."""
+        self._batch = []
+        try:
+            for data, ident, kind in items:
+                await self.send(data, id=ident, event=kind)
+            chunk = b"".join(self._batch)
+        finally:
+            self._batch = None
+        try:  # as aiohttp-sse's send: a client that stops reading ends its stream
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await super().write(chunk)
+        except TimeoutError:
+            self.stop_streaming()
+            raise
+
+
+async def _pump(response: BatchedEventSource, subscription: events.Subscription) -> None:
     dropped = 0
-    async for event in subscription:
-        if subscription.dropped != dropped:
-            dropped = subscription.dropped
-            await response.send(json.dumps({"dropped": dropped}), event="dropped")
-        await response.send(json.dumps(event.to_dict()), id=str(event.seq), event=event.kind)
+    async for first in subscription:
+        # Let a burst gather: one wake-up and one write for every event of the next moment,
+        # not one per event (a delivery is about twenty events; issue 13).
+        await asyncio.sleep(BATCH_SECONDS)
+        items: list[tuple[str, str | None, str]] = []
+        for event in [first, *subscription.drain()]:
+            if subscription.dropped != dropped:
+                dropped = subscription.dropped
+                items.append((json.dumps({"dropped": dropped}), None, "dropped"))
+            items.append((json.dumps(event.to_dict()), str(event.seq), event.kind))
+        await response.send_all(items)
 
 
-async def _close_when_gone(response: EventSourceResponse, close: Callable[[], None]) -> None:
+async def _close_when_gone(response: BatchedEventSource, close: Callable[[], None]) -> None:
     """End the stream once the client disconnects (the ping task notices it)."""
     await response.wait()
     close()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import secrets
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +27,7 @@ from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
 from mta import dsn
 from mta.config import Config
-from mta.events import Bus, Event, ProtocolLine, SessionClosed, SessionOpened
+from mta.events import Bus, Event, ProtocolLine, SessionClosed, SessionOpened, new_session_id
 from mta.retry_policy import AttemptKind
 from mta.routing import Hop
 from mta.smtp.connections import SessionCache, close_session
@@ -310,12 +309,12 @@ class TracedSMTP(aiosmtplib.SMTP):
         self.peer = f"{self.hostname}:{self.port}"
         self.bus = bus
         self._ids = {"server": server, "domain": domain, "step": 4,
-                     "session": secrets.token_hex(5)}
+                     "session": new_session_id()}
         self.transaction: tuple[str | None, str | None] = (None, None)  # queue id, Message-ID
         self._opened = False
 
     def _publish(self, cls: type[Event], **fields: Any) -> None:
-        self.bus.publish(cls(**self._ids, listener="relay", peer=self.peer, **fields))
+        self.bus.emit(cls, {**self._ids, "listener": "relay", "peer": self.peer, **fields})
 
     def _line(self, direction: str, text: str) -> None:
         queue_id, message_id = self.transaction

@@ -21,6 +21,8 @@ by its real lines, not as one long line.
 from __future__ import annotations
 
 import enum
+import functools
+import re
 
 from mta import replies
 
@@ -88,7 +90,8 @@ class DataBuffer:
             self.received += len(run)
             if self.refusal is not None:
                 pass
-            elif len(run) >= self.line_limit and _too_long(run, 0, False, self.line_limit, True):
+            elif len(run) >= self.line_limit and _long_segment(self.line_limit).search(run) \
+                    and _too_long(run, 0, False, self.line_limit, True):
                 self._refuse(DataState.LINE_TOO_LONG)
             else:
                 # a "." + CRLF line ends the data, so none is inside: each CRLF "." is stuffing
@@ -136,6 +139,13 @@ class DataBuffer:
             self.state = state
             self.refusal = _REFUSALS[state]
             self.data = bytearray()
+
+
+@functools.cache
+def _long_segment(limit: int) -> re.Pattern[bytes]:
+    """Octets between LFs that could make a line over ``limit``: shorter ones never do (with
+    its CRLF a line counts at most two more), so most runs skip the count line by line."""
+    return re.compile(rb"[^\n]{%d}" % (limit - 1))
 
 
 def _line_after(piece: bytes, run: int, dot: bool) -> tuple[int, bool]:

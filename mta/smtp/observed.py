@@ -10,7 +10,6 @@ directions (client lines masked, ``mta.events.mask``), and the end of the data a
 from __future__ import annotations
 
 import asyncio
-import secrets
 from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import Session
@@ -21,7 +20,7 @@ from mta.events import (
     ProtocolLine,
     SessionClosed,
     SessionOpened,
-    mask,
+    new_session_id,
 )
 from mta.message import message_id as message_id_of
 
@@ -43,40 +42,48 @@ class Observed:
         self.state = state
         self.reply_queue_id = None
         self._session_id = None
+        self._fields: dict[str, Any] | None = None
 
     @property
     def session_id(self) -> str:
         """This connection's id in events (made when the first event needs it)."""
         if self._session_id is None:
-            self._session_id = secrets.token_hex(5)
+            self._session_id = new_session_id()
         return self._session_id
 
     def _envelope_fields(self) -> dict[str, Any]:
-        state = self.state
-        return {"server": state.hostname, "domain": state.domain, "step": state.step,
-                "session": self.session_id, "listener": state.component, "peer": self._peer}
-
-    def publish_client_line(self, text: str) -> None:
-        self.publish_line("C", mask(text))
+        """A new dict of the fields every event of this session carries (the peer is known
+        once the connection is made, before the first event)."""
+        if self._fields is None:
+            state = self.state
+            self._fields = {"server": state.hostname, "domain": state.domain,
+                            "step": state.step, "session": self.session_id,
+                            "listener": state.component, "peer": self._peer}
+        return self._fields.copy()
 
     def publish_line(self, direction: str, text: str) -> None:
         queue_id = self.reply_queue_id
         if queue_id is None and self.envelope is not None:
             queue_id = self.envelope.queue_id
-        self.state.bus.publish(ProtocolLine(**self._envelope_fields(), queue_id=queue_id,
-                                            direction=direction, line=text))
+        fields = self._envelope_fields()
+        fields["queue_id"] = queue_id
+        fields["direction"] = direction
+        fields["line"] = text
+        self.state.bus.emit(ProtocolLine, fields)
 
     def publish_opened(self, transport: asyncio.BaseTransport) -> None:
-        tls = transport.get_extra_info("sslcontext") is not None
-        self.state.bus.publish(SessionOpened(**self._envelope_fields(), tls=tls))
+        fields = self._envelope_fields()
+        fields["tls"] = transport.get_extra_info("sslcontext") is not None
+        self.state.bus.emit(SessionOpened, fields)
 
     def publish_closed(self) -> None:
         session = self.session
         login = getattr(session.auth_data, "login", None) if session is not None else None
         user = login.decode("utf-8", "replace") if isinstance(login, bytes) else login
-        self.state.bus.publish(SessionClosed(
-            **self._envelope_fields(), tls=session is not None and session.ssl is not None,
-            user=user or None))
+        fields = self._envelope_fields()
+        fields["tls"] = session is not None and session.ssl is not None
+        fields["user"] = user or None
+        self.state.bus.emit(SessionClosed, fields)
 
     def publish_outcome(self, envelope: LabEnvelope, reply: str, size: int,
                         content: bytes) -> None:
@@ -87,12 +94,12 @@ class Observed:
         fields = self._envelope_fields()
         fields.pop("peer")
         sender = "" if envelope.mail_from in (None, "<>") else str(envelope.mail_from)
-        common = {**fields, "queue_id": envelope.queue_id, "message_id": message_id or None,
-                  "sender": sender, "recipients": tuple(envelope.rcpt_tos), "size": size}
+        fields.update(queue_id=envelope.queue_id, message_id=message_id or None, sender=sender,
+                      recipients=tuple(envelope.rcpt_tos), size=size)
         if reply.startswith("250"):
-            event: MessageAccepted | MessageRefused = MessageAccepted(
-                **common, local=tuple(dict.fromkeys(envelope.owners)),
-                outbound=tuple(dict.fromkeys(envelope.remote)))
+            fields.update(local=tuple(dict.fromkeys(envelope.owners)),
+                          outbound=tuple(dict.fromkeys(envelope.remote)))
+            self.state.bus.emit(MessageAccepted, fields)
         else:
-            event = MessageRefused(**common, reply=reply)
-        self.state.bus.publish(event)
+            fields["reply"] = reply
+            self.state.bus.emit(MessageRefused, fields)

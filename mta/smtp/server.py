@@ -25,7 +25,7 @@ from typing import Any
 from aiosmtpd.smtp import MISSING, SMTP, Envelope
 
 from mta import replies
-from mta.events import Bus, peer_text
+from mta.events import Bus, mask, peer_text
 from mta.smtp import library_log, paths, reply_text
 from mta.smtp.data import DataBuffer, DataState
 from mta.smtp.introspection import ConnectionSetUp
@@ -120,8 +120,7 @@ class LabSMTP(Observed, SMTP):
         if not offer_auth:
             self._smtp_methods["AUTH"] = self._no_auth
         if state.bus.active:  # decided per connection: no wrapper cost when nobody listens
-            for name, method in list(self._smtp_methods.items()):
-                self._smtp_methods[name] = self._traced(name, method)
+            self._smtp_methods = _TracedMethods(self._smtp_methods)
 
     def _create_envelope(self) -> LabEnvelope:
         return LabEnvelope()
@@ -130,11 +129,6 @@ class LabSMTP(Observed, SMTP):
         await self.push(replies.AUTH_NOT_OFFERED)
 
     # -- events -------------------------------------------------------------------------------
-
-    def _traced(self, name: str, method: types.MethodType) -> Callable:
-        # One wrapper per verb and method, made once and bound to each connection:
-        # functools.wraps for every command of every connection cost more than the events.
-        return types.MethodType(_traced_function(name, method.__func__), self)
 
     def _begin_transaction(self) -> None:
         if self.envelope is not None and self.envelope.queue_id is None:
@@ -412,7 +406,19 @@ for _name in ("smtp_RCPT", "smtp_VRFY", "smtp_NOOP", "smtp_RSET", "smtp_HELP"):
     vars(LabSMTP)[_name].__dict__.update(vars(SMTP)[_name].__dict__)
 
 
-@functools.cache  # a handful of verbs and methods
+class _TracedMethods(dict[str, Any]):
+    """A session's verb -> method table (aiosmtpd's ``_smtp_methods``) whose ``get`` gives
+    the method publishing the client's line first; bound when a verb is used, not for every
+    verb of every connection."""
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        method = super().get(name)
+        if method is None:
+            return default
+        return types.MethodType(_traced_function(name, method.__func__), method.__self__)
+
+
+@functools.cache  # a handful of verbs and methods: one wrapper each, bound per use
 def _traced_function(name: str, function: Callable) -> Callable:
     """``function``, a command method of LabSMTP, publishing the client's line first."""
 
@@ -422,7 +428,11 @@ def _traced_function(name: str, function: Callable) -> Callable:
         if self.state.bus.active:
             if name == "MAIL":  # the transaction's lines carry its queue id from here
                 self._begin_transaction()
-            self.publish_client_line(name if arg is None else f"{name} {arg}")
+            if arg is None:
+                self.publish_line("C", name)
+            else:  # only AUTH's argument can hold a secret (its later lines: challenge_auth)
+                text = f"{name} {arg}"
+                self.publish_line("C", mask(text) if name == "AUTH" else text)
         await function(self, arg)
 
     return run

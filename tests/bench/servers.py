@@ -243,13 +243,19 @@ async def visible_at(store: Any, deliveries: list[tuple[float, str]]) -> dict[st
 
 
 def subscriber(bus: Any) -> asyncio.Task[None]:
-    """A consumer of every event on the bus, as the web pages' event stream is (issue 12)."""
+    """A consumer of every event on the bus, as the HTTP event stream is (issue 12): it wakes
+    for an event, lets others gather for ``BATCH_SECONDS``, then looks at every one."""
     subscription = bus.subscribe()
+    kinds: dict[str, int] = {}
+
+    from mta.http.sse import BATCH_SECONDS
 
     async def consume() -> None:
         with subscription:
-            async for _ in subscription:
-                pass
+            async for first in subscription:
+                await asyncio.sleep(BATCH_SECONDS)
+                for event in [first, *subscription.drain()]:
+                    kinds[event.kind] = kinds.get(event.kind, 0) + 1
 
     return asyncio.get_running_loop().create_task(consume())
 

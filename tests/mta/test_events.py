@@ -133,3 +133,34 @@ def test_filters() -> None:
     assert not events.matches(routed, server="bob.lab")
     bounce = events.BounceGenerated(queue_id="OLD", bounce_queue_id="NEW")
     assert events.matches(bounce, queue_id="NEW") and events.matches(bounce, queue_id="OLD")
+
+
+def _fields(text: str) -> dict[str, object]:
+    return {"server": "mx.bob.lab", "domain": "bob.lab", "step": 4, "listener": "mx",
+            "peer": "127.0.0.1:5000", "direction": "C", "line": text}
+
+
+async def test_emitted_events_are_held_unbuilt_and_read_back_as_events() -> None:
+    bus = Bus(history=3)
+    for n in range(5):
+        bus.emit(ProtocolLine, _fields(f"NOOP {n}"))
+    assert bus.published == 5 and bus.oldest_held == 3
+    held = list(bus.history())
+    assert [type(e) for e in held] == [ProtocolLine] * 3
+    assert [(e.seq, e.line) for e in held] == [(3, "NOOP 2"), (4, "NOOP 3"), (5, "NOOP 4")]
+    assert all(e.time > 0 for e in held)
+    with bus.subscribe(since=4) as replay:  # a late consumer gets the held ones, then live ones
+        bus.emit(ProtocolLine, _fields("QUIT"))
+        assert [(e.seq, e.line) for e in replay.drain()] == [(5, "NOOP 4"), (6, "QUIT")]
+    assert [e.seq for e in bus.history()] == [4, 5, 6]
+    assert list(bus.history()) == list(bus.history())  # built once, the same events
+
+
+async def test_emit_builds_at_once_for_a_subscriber_and_not_at_all_when_inactive() -> None:
+    bus = Bus()
+    bus.emit(ProtocolLine, _fields("NOOP"))
+    assert bus.published == 0
+    with bus.subscribe() as subscription:
+        bus.emit(ProtocolLine, _fields("NOOP"))
+        (event,) = subscription.drain()
+    assert isinstance(event, ProtocolLine) and event.seq == 1 and event.line == "NOOP"
