@@ -283,7 +283,7 @@ def bench_round(master: str, send: Send, concurrency: int, count: int, warmup: i
 def progress(run: dict[str, Any]) -> str:
     """The benchmark's progress line for one run."""
     line = (f"  mx c{run['concurrency']:<3} round {run['round']} postfix "
-            f"{run['msg_per_s']:8.1f} msg/s delivered ({run['accepted_msg_per_s']:.1f} accepted), "
+            f"{run['msg_per_s']:6.1f} msg/s delivered ({run['accepted_msg_per_s']:.1f} accepted), "
             f"{run['cpu_ms_per_msg']:.2f} ms CPU/msg")
     if not run["ok"]:
         line += f"  FAILED {run['errors'][:1]} delivered={run['delivered']}/{run['messages']}"

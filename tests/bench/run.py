@@ -4,10 +4,11 @@
     python -m tests.bench --quick      # smoke run, < 60 s (CI)
     python tests/bench/run.py --only mx --profile prof/
 
-Sections: ``mx`` (MX acceptance vs aiosmtpd's no-op ceiling), ``e2e`` (submission -> relay ->
-mailbox, when labmail has a submission listener), ``pop3`` (retrieval, STAT/LIST on a big
-mailbox), ``memory`` (peak RSS at concurrency 50 and for one 20 MB message), ``http`` (the
-HTTP listener's cost to the MX, API latency on a big mailbox: tests/bench/http_bench.py).
+Sections: ``mx`` (MX acceptance vs aiosmtpd's no-op ceiling and Postfix accepting and
+delivering: tests/bench/postfix_mta.py), ``e2e`` (submission -> relay -> mailbox, when labmail
+has a submission listener), ``pop3`` (retrieval, STAT/LIST on a big mailbox), ``memory`` (peak
+RSS at c50 and for one 20 MB message), ``http`` (the HTTP listener's cost to the MX, API
+latency on a big mailbox: tests/bench/http_bench.py).
 
 Every server runs in a subprocess of its own; baselines are measured in the same run,
 alternating A B A B so a noisy machine's drift hits both. Everything talks to 127.0.0.1,
