@@ -92,7 +92,7 @@ postlog    unix-dgram n - n - 1 postlogd
 """
 
 # What `postfix check` would create (Debian's postfix-files): owner, group, mode
-QUEUE_DIRS = {
+QUEUE_DIRS: dict[str, tuple[str | int, str | int, int]] = {
     **{name: ("postfix", "root", 0o700) for name in (
         "active", "bounce", "corrupt", "defer", "deferred", "flush", "hold", "incoming",
         "private", "saved", "trace")},
@@ -158,13 +158,14 @@ class PostfixMTA:
             uid=nobody.pw_uid, gid=nobody.pw_gid))
         (self.config / "master.cf").write_text(MASTER_CF.format(host=HOST, port=self.port))
         for name in ("main.cf", "master.cf"):
-            # Postfix waits until a just-written main.cf is a few seconds old (so it never
-            # reads one half-written); these are complete, so date them back
+            # Postfix reads a file changed moments ago again, 300 ms later, until it stops
+            # changing (a "hot" file, possibly half written): ~2 s at every start. These are
+            # complete, so date them back
             past = time.time() - 60
             os.utime(self.config / name, (past, past))
         for path, owner, group, mode in [
             (self.root / "data", "postfix", "postfix", 0o700),
-            (self.root / "mail", "nobody", "nogroup", 0o755),
+            (self.root / "mail", nobody.pw_uid, nobody.pw_gid, 0o755),
             (self.root / "queue", "root", "root", 0o755),
             *((self.root / "queue" / name, *spec) for name, spec in QUEUE_DIRS.items()),
         ]:
