@@ -4,10 +4,11 @@
     python -m tests.bench --quick      # smoke run, < 60 s (CI)
     python tests/bench/run.py --only mx --profile prof/
 
-Sections: ``mx`` (MX acceptance vs aiosmtpd's no-op ceiling), ``e2e`` (submission -> relay ->
-mailbox, when labmail has a submission listener), ``pop3`` (retrieval, STAT/LIST on a big
-mailbox), ``memory`` (peak RSS at concurrency 50 and for one 20 MB message), ``http`` (the
-HTTP listener's cost to the MX, API latency on a big mailbox: tests/bench/http_bench.py).
+Sections: ``mx`` (MX acceptance vs aiosmtpd's no-op ceiling and Postfix accepting and
+delivering: tests/bench/postfix_mta.py), ``e2e`` (submission -> relay -> mailbox, when labmail
+has a submission listener), ``pop3`` (retrieval, STAT/LIST on a big mailbox), ``memory`` (peak
+RSS at c50 and for one 20 MB message), ``http`` (the HTTP listener's cost to the MX, API
+latency on a big mailbox: tests/bench/http_bench.py).
 
 Every server runs in a subprocess of its own; baselines are measured in the same run,
 alternating A B A B so a noisy machine's drift hits both. Everything talks to 127.0.0.1,
@@ -31,6 +32,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -272,66 +274,68 @@ def mx_summary(runs: list[dict[str, Any]], concurrencies: list[int]) -> dict[str
     return summary
 
 
+def mx_run(s: Settings, kind: str, concurrency: int, count: int, round_: int, say: Any
+           ) -> dict[str, Any]:
+    """One measured run of ``kind`` (KINDS) on a fresh server, after a warm-up."""
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{kind}-c{concurrency}-", dir=s.work))
+    extra = []
+    if s.profile and kind == "mx" and round_ == 0 and concurrency == max(s.mx_counts):
+        s.profile.mkdir(parents=True, exist_ok=True)
+        extra = ["--profile", str(s.profile / f"mx-c{concurrency}.prof")]
+    with server(
+        "noop" if kind == "noop" else "mx", server_args(s, kind, run_dir, extra),
+        s.work / f"{kind}.log",
+    ) as proc:
+        port = proc.ports["smtp"]
+        warm = load(s, port, s.warmup, min(concurrency, s.warmup))
+        proc.reset_peak()
+        result = load(s, port, count, concurrency)
+        mem = proc.status()
+    final = proc.final
+    expected = count + warm["sent"]
+    ok = not result["errors"] and final.get("messages") == expected
+    rate = count / result["seconds"] if result["seconds"] else 0.0
+    run = {"kind": kind, "concurrency": concurrency, "round": round_ + 1, "messages": count,
+           "seconds": round(result["seconds"], 4), "msg_per_s": round(rate, 1), "ok": ok,
+           "server_count": final.get("messages"), "expected": expected,
+           "peak_rss_load": mem.get("VmHWM"), "errors": result["errors"][:3]}
+    if kind != "noop":
+        run["commits"] = final.get("commits")
+    say(
+        f"  mx c{concurrency:<3} round {round_ + 1} {kind:5} {rate:8.1f} msg/s"
+        + ("" if ok else f"  FAILED {result['errors'][:1]} count={final.get('messages')}/"
+           f"{expected}")
+    )
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return run
+
+
 def bench_mx(s: Settings, say: Any) -> dict[str, Any]:
-    """N ~2 KB messages, a connection each, at c = 1, 10, 50; no-op vs labmail, A B A B."""
+    """N ~2 KB messages, a connection each, at c = 1, 10, 50; no-op vs labmail, A B A B; and
+    Postfix accept-and-deliver at c10 and c50 when it can run here (not in --quick)."""
+    import postfix_mta  # tests/bench/postfix_mta.py
+
+    master = postfix_mta.installed() if not s.quick else None
+    if not master and not s.quick:
+        say("  Postfix cannot run here (not installed, or not root): no deliver baseline")
     runs: list[dict[str, Any]] = []
+    postfix_runs: list[dict[str, Any]] = []
     for concurrency, count in s.mx_counts.items():
         for round_ in range(s.rounds):
-            for kind in KINDS:
-                run_dir = Path(tempfile.mkdtemp(prefix=f"{kind}-c{concurrency}-", dir=s.work))
-                extra = []
-                profiling = (
-                    s.profile and kind == "mx" and round_ == 0 and concurrency == max(s.mx_counts)
-                )
-                if profiling:
-                    s.profile.mkdir(parents=True, exist_ok=True)
-                    extra = ["--profile", str(s.profile / f"mx-c{concurrency}.prof")]
-                with server(
-                    "noop" if kind == "noop" else "mx", server_args(s, kind, run_dir, extra),
-                    s.work / f"{kind}.log",
-                ) as proc:
-                    port = proc.ports["smtp"]
-                    warm = load(s, port, s.warmup, min(concurrency, s.warmup))
-                    proc.reset_peak()
-                    result = load(s, port, count, concurrency)
-                    mem = proc.status()
-                final = proc.final
-                expected = count + warm["sent"]
-                ok = not result["errors"] and final.get("messages") == expected
-                rate = count / result["seconds"] if result["seconds"] else 0.0
-                run = {
-                    "kind": kind,
-                    "concurrency": concurrency,
-                    "round": round_ + 1,
-                    "messages": count,
-                    "seconds": round(result["seconds"], 4),
-                    "msg_per_s": round(rate, 1),
-                    "ok": ok,
-                    "server_count": final.get("messages"),
-                    "expected": expected,
-                    "peak_rss_load": mem.get("VmHWM"),
-                    "errors": result["errors"][:3],
-                }
-                if kind != "noop":
-                    run["commits"] = final.get("commits")
-                runs.append(run)
-                say(
-                    f"  mx c{concurrency:<3} round {round_ + 1} {kind:5} {rate:8.1f} msg/s"
-                    + (
-                        ""
-                        if ok
-                        else f"  FAILED {result['errors'][:1]} "
-                        f"count={final.get('messages')}/{expected}"
-                    )
-                )
-                shutil.rmtree(run_dir, ignore_errors=True)
+            runs += [mx_run(s, kind, concurrency, count, round_, say) for kind in KINDS]
+            if master and concurrency in postfix_mta.CONCURRENCIES:
+                postfix_runs.append(run := postfix_mta.bench_round(
+                    master, partial(load, s), concurrency, count, s.warmup, round_ + 1))
+                say(postfix_mta.progress(run))
     summary = mx_summary(runs, list(s.mx_counts))
+    for c, figures in postfix_mta.summary(runs, postfix_runs).items():
+        summary[c].update(figures)
     if s.profile:
         say(
             f"  cProfile of the labmail server at c{max(s.mx_counts)}: "
             f"{s.profile / f'mx-c{max(s.mx_counts)}.prof'}"
         )
-    return {"client": s.client, "runs": runs, "summary": summary}
+    return {"client": s.client, "runs": runs, "postfix_runs": postfix_runs, "summary": summary}
 
 
 # -- POP3 ---------------------------------------------------------------------------------------
