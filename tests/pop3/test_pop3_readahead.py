@@ -91,3 +91,25 @@ async def test_the_server_reads_a_maildrop_downloaded_in_order_once(start_pop3, 
 
     assert await asyncio.to_thread(session) == maildrop.messages(BOB)
     assert reads(maildrop) == ["fetch_many"]
+
+
+async def test_the_next_batch_is_read_before_this_one_runs_out() -> None:
+    md, ids = mailbox(*[10] * 10)
+    view = ReadAhead(md, batch_messages=4)
+    await view.list_entries(BOB)
+    assert await view.fetch(BOB, ids[0]) == md.messages(BOB)[0]
+    assert await view.fetch(BOB, ids[1]) == md.messages(BOB)[1]  # two left: read on
+    await asyncio.sleep(0)
+    assert reads(md) == ["fetch_many", "fetch_many"]
+    got = [await view.fetch(BOB, i) for i in ids[2:]]
+    assert got == md.messages(BOB)[2:]
+    assert reads(md) == ["fetch_many"] * 3  # 0-3, 4-7, 8-9: never one message at a time
+
+
+async def test_forget_drops_a_batch_still_being_read() -> None:
+    md, ids = mailbox(*[10] * 6)
+    view = ReadAhead(md, batch_messages=2)
+    await view.list_entries(BOB)
+    await view.fetch(BOB, ids[0])  # reads 0-1, then 2-3 in the background
+    view.forget()
+    assert await view.fetch(BOB, ids[2]) == md.messages(BOB)[2]  # read again, not the dropped
