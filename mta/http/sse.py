@@ -60,15 +60,16 @@ async def stream(request: web.Request) -> web.StreamResponse:
     context = request.app[CONTEXT]
     bus = context.bus
     subscription = context.subscribe(predicate=predicate, since=since)
-    response = BatchedEventSource(ping_interval=PING_SECONDS)
+    # send_all bounds each batch's write by SEND_TIMEOUT; a timer per event cost more
+    response = BatchedEventSource(ping_interval=PING_SECONDS, send_timeout=None)
     try:
         await response.prepare(request)
         async with response:
             closer = asyncio.ensure_future(_close_when_gone(response, subscription.close))
             try:
                 if since is not None and since + 1 < bus.oldest_held:
-                    await response.send(json.dumps({"after": since, "oldest_held":
-                                                    bus.oldest_held}), event="gap")
+                    await response.send_all([(json.dumps(
+                        {"after": since, "oldest_held": bus.oldest_held}), None, "gap")])
                 await _pump(response, subscription)
             finally:
                 closer.cancel()
