@@ -12,22 +12,24 @@ import logging
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from mta import http as mta_http
 from mta import tls, trace
 from mta.clock import Clock
 from mta.config import IMPLICIT_TLS, Config, ConfigError, HTTPListener
 from mta.events import Bus, MessageStored
 from mta.memory import return_large_blocks_to_os
 from mta.pop3_events import POP3Events
-from mta.relay import RelayWorker
 from mta.smtp import mx, submission
 from mta.smtp.faults import FaultInjector
 from mta.smtp.server import start_smtp_listener
 from mta.store import Delivered, Store
 from pop3.server import POP3Listener, POP3Options
 from pop3.server import start_server as start_pop3
+
+if TYPE_CHECKING:  # imported where used: an MX-only process needs neither (issue 16, memory)
+    from mta.http import HttpListener
+    from mta.relay import RelayWorker
 
 log = logging.getLogger("labmail.server")
 
@@ -89,6 +91,9 @@ class Server:
         ``routes`` replace the config's static routes for the relay only (``mta.lab``: they
         are known once every domain's MX is bound)."""
         if self.relay is None:
+            # dnspython and aiosmtplib (~10 MB resident) load only when mail goes out
+            from mta.relay import RelayWorker
+
             config = self.config if routes is None else replace(self.config, routes=routes)
             self.relay = RelayWorker(config, self.store, self.clock, bus=self.bus)
             self.services.append(self.relay)
@@ -129,8 +134,11 @@ async def ensure_accounts(config: Config, store: Store) -> None:
                            for a in config.accounts))
 
 
-async def start_http(server: Server, listener: HTTPListener) -> mta_http.HttpListener:
+async def start_http(server: Server, listener: HTTPListener) -> HttpListener:
     """The HTTP listener (``mta.http``) over this server, its store and its bus."""
+    # aiohttp and the pages (~20 MB resident) load only when the config names this listener
+    from mta import http as mta_http
+
     options = mta_http.Options(token=listener.token, cors_origins=listener.cors_origins)
     return await mta_http.start(server, server.bus, listener.host, listener.port, options)
 

@@ -12,11 +12,6 @@ import logging
 import ssl
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from mta.config import Config, ConfigError
 
 log = logging.getLogger("labmail.tls")
@@ -24,6 +19,12 @@ log = logging.getLogger("labmail.tls")
 
 def self_signed(hostname: str, cert_path: Path, key_path: Path) -> None:
     """Write a self-signed certificate and key for ``hostname`` (ECDSA P-256, 10 years)."""
+    # cryptography (~10 MB resident) loads only at first start, not in every server process
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname),
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "labmail lab (self-signed)")])
