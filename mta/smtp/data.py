@@ -21,8 +21,6 @@ by its real lines, not as one long line.
 from __future__ import annotations
 
 import enum
-import functools
-import re
 
 from mta import replies
 
@@ -90,7 +88,7 @@ class DataBuffer:
             self.received += len(run)
             if self.refusal is not None:
                 pass
-            elif len(run) >= self.line_limit and _long_segment(self.line_limit).search(run) \
+            elif len(run) >= self.line_limit and _longest(run) >= self.line_limit - 1 \
                     and _too_long(run, 0, False, self.line_limit, True):
                 self._refuse(DataState.LINE_TOO_LONG)
             else:
@@ -141,11 +139,10 @@ class DataBuffer:
             self.data = bytearray()
 
 
-@functools.cache
-def _long_segment(limit: int) -> re.Pattern[bytes]:
-    """Octets between LFs that could make a line over ``limit``: shorter ones never do (with
-    its CRLF a line counts at most two more), so most runs skip the count line by line."""
-    return re.compile(rb"[^\n]{%d}" % (limit - 1))
+def _longest(run: bytes) -> int:
+    """The most octets between two LFs: a shorter line is never over the limit (with its CRLF
+    a line counts at most two more), so most runs skip the count line by line."""
+    return max(map(len, run.split(b"\n")))
 
 
 def _line_after(piece: bytes, run: int, dot: bool) -> tuple[int, bool]:
