@@ -46,6 +46,11 @@ async def test_six_steps_appear_in_order_within_5_seconds(page: Any, lab: Lab, w
     for listener in ("submission", "relay", "pop3"):
         assert await page.locator(f".row.exchange[data-hop={listener}]").count() > 3
     assert "Hi Bob," in await page.inner_text("#details")  # the rendered message (step 6)
+    # the rendering comes after the whole POP3 session it needed, as it happened
+    order = await page.eval_on_selector_all(
+        ".row", "rows => rows.map(r => r.matches('.exchange[data-hop=pop3]') ? 'pop3'"
+        " : r.matches('.note[data-lane=ua_to]') ? 'render' : '')")
+    assert "render" in order and "pop3" not in order[order.index("render"):], order
     await shoot(page, screenshots / "flow-live.png")
 
 

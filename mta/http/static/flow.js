@@ -68,6 +68,10 @@ function drawLanes() {
 // each batch waits MERGE_MS and is sorted by time, so the diagram shows them in the order
 // they happened. With one stream the bus order is already right: one animation frame.
 const MERGE_MS = 150;
+// The fetch's own POP3 session reaches the page through the streams a moment after the fetch
+// returns (a stream writes its events in batches, and several streams merge for MERGE_MS):
+// the rendering (step 6) is drawn after them, as it happened.
+const STREAM_LAG_MS = MERGE_MS + 100;
 
 function receive(kind, data) {
   let event;
@@ -165,6 +169,10 @@ async function fetchAsBob(e) {
                                                 auth, body: { keep: $("keep").checked } });
     message(result.messages.length ? word("status.fetched", { n: result.messages.length })
       : word("status.nothing"));
+    if (result.messages.length) {
+      await new Promise(resolve => setTimeout(resolve, STREAM_LAG_MS));
+      if (state.pending.length) flush();
+    }
     for (const m of result.messages) {
       diagram.step(6);
       const node = diagram.note(6, "note.rendered", { subject: m.subject, from: m.from },
