@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import BasicAuth, hdrs, web
 
+from mta.http.admin import json_body
 from mta.http.context import CONTEXT
 from mta.http.errors import ApiError
 from mua import compose, fetch, render, submit
@@ -57,16 +58,6 @@ def _login(request: web.Request) -> tuple[str, str]:
     return auth.login.strip().lower(), auth.password
 
 
-async def _json(request: web.Request) -> dict[str, Any]:
-    try:
-        data = await request.json()
-    except ValueError:
-        raise ApiError(400, "the body must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "the body must be a JSON object")
-    return data
-
-
 def _text(data: dict[str, Any], key: str, *, required: bool = False) -> str:
     # (sizes are bounded by the app: a request body is at most mta.http.app.MAX_BODY)
     value = data.get(key, "")
@@ -98,7 +89,7 @@ def _profile(request: web.Request, address: str, need: str) -> Profile:
 async def format_message(request: web.Request) -> web.Response:
     """Steps 1-2: the form's fields as an RFC 5322 message (base64) and its Message-ID."""
     address, _ = _login(request)
-    data = await _json(request)
+    data = await json_body(request)
     try:
         message = compose.build_message(sender=address, to=[_text(data, "to", required=True)],
                                         subject=_text(data, "subject"), body=_text(data, "body"))
@@ -113,7 +104,7 @@ async def format_message(request: web.Request) -> web.Response:
 async def send(request: web.Request) -> web.Response:
     """Step 3: submit the formatted message through this server's submission listener."""
     address, password = _login(request)
-    data = await _json(request)
+    data = await json_body(request)
     try:
         raw = base64.b64decode(_text(data, "raw", required=True), validate=True)
     except (binascii.Error, ValueError):
@@ -130,7 +121,7 @@ async def send(request: web.Request) -> web.Response:
 async def fetch_messages(request: web.Request) -> web.Response:
     """Steps 5-6: a POP3 session as the account, then the new messages rendered."""
     address, password = _login(request)
-    data = await _json(request)
+    data = await json_body(request)
     profile = _profile(request, address, "pop3")
     try:
         found = await asyncio.to_thread(_fetch_and_render, profile, password,
