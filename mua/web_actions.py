@@ -128,7 +128,8 @@ async def fetch_messages(request: web.Request) -> web.Response:
                                         bool(data.get("keep")))
     except MuaError as exc:
         raise ApiError(502, str(exc)) from None
-    return web.json_response(found)
+    # the newest event of this server's bus: the page draws step 6 once its stream got there
+    return web.json_response({**found, "seq": request.app[CONTEXT].bus.published})
 
 
 def _fetch_and_render(profile: Profile, password: str, keep: bool) -> dict[str, Any]:

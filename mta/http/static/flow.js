@@ -10,6 +10,7 @@ import { getLang, setLang, translate, word } from "./ui-text.js";
 const $ = id => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const state = { config: null, servers: [], pending: [], flushing: false, stops: [],
+                seen: {}, waiting: [],  // per stream: the newest seq drawn; who waits for one
                 drawn: { events: 0, ms: 0 } };  // events drawn and the time it took (tests)
 let diagram;
 
@@ -68,16 +69,16 @@ function drawLanes() {
 // each batch waits MERGE_MS and is sorted by time, so the diagram shows them in the order
 // they happened. With one stream the bus order is already right: one animation frame.
 const MERGE_MS = 150;
-// The fetch's own POP3 session reaches the page through the streams a moment after the fetch
+// The fetch's own POP3 session reaches the page through a stream a moment after the fetch
 // returns (a stream writes its events in batches, and several streams merge for MERGE_MS):
-// the rendering (step 6) is drawn after them, as it happened.
-const STREAM_LAG_MS = MERGE_MS + 100;
+// step 6 waits until that stream has drawn the event the fetch's answer names, at most this.
+const CATCH_UP_MS = 2000;
 
-function receive(kind, data) {
+function receive(stream, kind, data) {
   let event;
   try { event = JSON.parse(data); } catch { return; }
   if (!event || !event.kind) return;
-  state.pending.push(event);
+  state.pending.push({ stream, event });
   if (!state.flushing) {
     state.flushing = true;
     if (state.servers.filter(s => s.stream).length > 1) setTimeout(flush, MERGE_MS);
@@ -88,11 +89,29 @@ function receive(kind, data) {
 function flush() {
   const started = performance.now();
   state.flushing = false;
-  const batch = state.pending.sort((a, b) => a.time - b.time || a.seq - b.seq);
+  const batch = state.pending.sort((a, b) => a.event.time - b.event.time
+                                             || a.event.seq - b.event.seq);
   state.pending = [];
-  for (const event of batch) diagram.feed(event);
+  for (const { stream, event } of batch) {
+    diagram.feed(event);
+    state.seen[stream] = Math.max(state.seen[stream] || 0, event.seq);
+  }
   state.drawn.events += batch.length;
   state.drawn.ms += performance.now() - started;
+  state.waiting = state.waiting.filter(w => !w.check());
+}
+
+// Resolves once the stream carrying ``url``'s events has drawn event ``seq`` (or after
+// CATCH_UP_MS: a stream that is down must not hold the page).
+function drawnUpTo(url, seq) {
+  const stream = state.servers.some(s => s.url === url && s.stream) ? url : "";
+  return new Promise(resolve => {
+    const waiter = { check: () => (state.seen[stream] || 0) >= seq && (resolve(), true) };
+    if (waiter.check()) return;
+    state.waiting.push(waiter);
+    setTimeout(() => { state.waiting = state.waiting.filter(w => w !== waiter); resolve(); },
+               CATCH_UP_MS);
+  });
 }
 
 function connect() {
@@ -101,7 +120,8 @@ function connect() {
   const status = $("status");
   const open = new Set();
   for (const server of state.servers.filter(s => s.stream)) {
-    state.stops.push(subscribe(`${server.url}/api/v1/events`, receive, {
+    state.stops.push(subscribe(`${server.url}/api/v1/events`,
+                               (kind, data) => receive(server.url, kind, data), {
       onState: s => {
         if (s === "open") open.add(server.url); else open.delete(server.url);
         const live = open.size === state.servers.filter(x => x.stream).length;
@@ -165,14 +185,12 @@ async function fetchAsBob(e) {
   const auth = basic(address, $("bob-password").value);
   $("fetch-button").disabled = true;
   try {
-    const result = await call("/pages/fetch", { method: "POST", base: serverFor(domainOf(address)),
+    const base = serverFor(domainOf(address));
+    const result = await call("/pages/fetch", { method: "POST", base,
                                                 auth, body: { keep: $("keep").checked } });
     message(result.messages.length ? word("status.fetched", { n: result.messages.length })
       : word("status.nothing"));
-    if (result.messages.length) {
-      await new Promise(resolve => setTimeout(resolve, STREAM_LAG_MS));
-      if (state.pending.length) flush();
-    }
+    if (result.messages.length) await drawnUpTo(base, result.seq);
     for (const m of result.messages) {
       diagram.step(6);
       const node = diagram.note(6, "note.rendered", { subject: m.subject, from: m.from },
