@@ -41,8 +41,8 @@ _REFUSALS = {DataState.LINE_TOO_LONG: replies.DATA_LINE_TOO_LONG,
 class DataBuffer:
     """The lines of one DATA command, from ``354`` to the end of data."""
 
-    __slots__ = ("data", "line_limit", "received", "refusal", "size_limit", "state", "_crlf",
-                 "_dot", "_run")
+    __slots__ = ("data", "line_limit", "received", "refusal", "size_limit", "state",
+                 "at_line_start", "_dot", "_run")
 
     def __init__(self, size_limit: int, line_limit: int = LINE_LIMIT) -> None:
         self.size_limit = size_limit  # 0: no limit (aiosmtpd's convention)
@@ -53,25 +53,20 @@ class DataBuffer:
         self.refusal: str | None = None  # the reply for a refused message, kept until DONE
         self._run = 0  # octets of the current line so far, for its limit (a bare LF ends it)
         self._dot = False  # that line began with a dot, which its limit does not count
-        self._crlf = True  # at the start of the data or just after a CRLF: "." can end it
+        self.at_line_start = True  # at the start or after a CRLF: a "." line ends the data
 
     def overrun(self, piece: bytes) -> None:
         """Octets the reader's stream limit cut off before any CRLF: part of a line."""
         self._take(piece, complete=False)
-        self._crlf = False
+        self.at_line_start = False
 
     def line(self, line: bytes) -> None:
         """Data read up to and including a CRLF."""
-        if self._crlf and line == b".\r\n":
+        if self.at_line_start and line == b".\r\n":
             self.state = DataState.DONE
             return
         self._take(line, complete=True)
-        self._crlf = True
-
-    @property
-    def at_line_start(self) -> bool:
-        """Just after a CRLF (or at the start): where a "." line ends the data."""
-        return self._crlf
+        self.at_line_start = True
 
     def lines(self, run: bytes) -> None:
         """Whole lines read at a line start: up to and including the first "." + CRLF, or
@@ -86,18 +81,21 @@ class DataBuffer:
             self._each_line(run)  # the size limit is crossed here: which reason comes first?
         else:
             self.received += len(run)
-            if self.refusal is not None:
-                pass
-            elif len(run) >= self.line_limit and _longest(run) >= self.line_limit - 1 \
-                    and _too_long(run, 0, False, self.line_limit, True):
-                self._refuse(DataState.LINE_TOO_LONG)
-            else:
-                # a "." + CRLF line ends the data, so none is inside: each CRLF "." is stuffing
-                if run[:1] == b".":
-                    run = run[1:]
-                self.data += run.replace(b"\r\n.", b"\r\n") if b"\r\n." in run else run
+            if self.refusal is None:
+                self._keep(run)
         if done:
             self.state = DataState.DONE
+
+    def _keep(self, run: bytes) -> None:
+        """Whole lines within the size limit: refused for a line too long, else unstuffed."""
+        if len(run) >= self.line_limit and _longest(run) >= self.line_limit - 1 \
+                and _too_long(run, 0, False, self.line_limit, True):
+            self._refuse(DataState.LINE_TOO_LONG)
+            return
+        # a "." + CRLF line ends the data, so none is inside: each CRLF "." is stuffing
+        if run[:1] == b".":
+            run = run[1:]
+        self.data += run.replace(b"\r\n.", b"\r\n") if b"\r\n." in run else run
 
     def _each_line(self, run: bytes) -> None:
         start = 0
@@ -113,7 +111,7 @@ class DataBuffer:
         return content
 
     def _take(self, piece: bytes, *, complete: bool) -> None:
-        at_start = self._crlf
+        at_start = self.at_line_start
         run, dot = self._run, self._dot
         if complete:
             self._run, self._dot = 0, False
