@@ -43,9 +43,12 @@ export function label(direction, line, listener) {
   }
   const m = text.match(/^(MAIL FROM|RCPT TO)\s*:/i);
   if (m) return m[1].toUpperCase();
-  if (text === ".") return listener === "pop3" ? "." : ". (end of data)";
+  // Labels sit between two lanes: short enough not to run into the arrowhead on a projector.
+  if (text === ".") return listener === "pop3" ? "." : ". (end)";
   if (text.startsWith("<")) return text.slice(0, 28);  // the data, summed up: "<message, N octets>"
-  return text.split(/\s+/).slice(0, listener === "pop3" ? 2 : 1).join(" ").slice(0, 24);
+  const [verb, arg] = text.split(/\s+/);
+  // POP3's message numbers (RETR 1, DELE 1) say which message; a login name is in the details
+  return listener === "pop3" && arg && arg.length <= 4 ? `${verb} ${arg}` : verb.slice(0, 24);
 }
 
 const failedReply = line => /^[45]\d\d/.test(line.trim()) || /^-ERR/i.test(line.trim());
