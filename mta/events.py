@@ -15,9 +15,9 @@ and a subscriber that falls behind loses events (counted in ``dropped``) instead
 SMTP down. The bus numbers events (``seq``) and can keep the newest ones (``history``) so a
 consumer that connects late (an SSE client with ``Last-Event-ID``, ``Lab.trace``) still sees
 them. Publishers ask ``bus.active`` first, so a server nobody watches builds no events; the
-busiest ones hand the bus an event's class and fields (``emit``), so while nobody subscribes
-the history holds just those and builds the events when it is read (issue 13: an idle HTTP
-listener, which keeps a history, must not slow SMTP down).
+busiest ones hand the bus an event's class and fields (``emit``), which makes the event from
+that dict as it is, without the dataclass ``__init__`` (a delivery is about twenty events, and
+the frozen ``__init__`` cost seven times as much: issues 12 and 13).
 
 How one message is followed across hops (the contract every publisher keeps):
 
@@ -44,23 +44,34 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
 
 # -- the events --------------------------------------------------------------------------------
 
 
 @functools.cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
+def _blank(cls: type) -> dict[str, Any]:
+    """Each field of ``cls`` with its default, in declaration order (``time`` has none, and
+    every event's ``__dict__`` holds one)."""
+    return {f.name: None if f.default is MISSING else f.default for f in fields(cls)}
+
+
+@functools.cache
+def _tuple_fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls) if isinstance(f.default, tuple))
 
 
 STEP_OF_LISTENER = {"submission": 3, "mx": 4, "relay": 4, "pop3": 5}
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(frozen=True, kw_only=True)
 class Event:
-    """The envelope every event carries."""
+    """The envelope every event carries.
+
+    Events keep their fields in ``__dict__`` (no ``__slots__``) so that ``Bus.emit`` can make
+    one from a dict of fields in one step; a field the dict lacks reads its class default.
+    """
 
     kind: ClassVar[str] = "event"
 
@@ -77,14 +88,14 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists) with the event's ``kind``."""
-        out: dict[str, Any] = {"kind": self.kind}
-        for name in _field_names(type(self)):
-            value = getattr(self, name)
-            out[name] = list(value) if isinstance(value, tuple) else value
+        cls = type(self)
+        out: dict[str, Any] = {"kind": self.kind, **_blank(cls), **self.__dict__}
+        for name in _tuple_fields(cls):
+            out[name] = list(out[name])
         return out
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(frozen=True, kw_only=True)
 class SessionOpened(Event):
     """A client connected to a listener, or the relay connected to the next hop."""
 
@@ -94,7 +105,7 @@ class SessionOpened(Event):
     tls: bool = False            # TLS from the first byte
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(frozen=True, kw_only=True)
 class SessionClosed(Event):
     kind: ClassVar[str] = "session_closed"
     listener: str = ""
@@ -103,7 +114,7 @@ class SessionClosed(Event):
     user: str | None = None      # the authenticated login, if any
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(frozen=True, kw_only=True)
 class ProtocolLine(Event):
     """One line of an SMTP or POP3 dialogue; ``direction`` "C" (client) or "S" (server)."""
 
@@ -114,7 +125,7 @@ class ProtocolLine(Event):
     line: str = ""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(frozen=True, kw_only=True)
 class MessageAccepted(Event):
     """A listener committed a message and answered ``250`` (steps 3 and 4)."""
 
@@ -127,7 +138,7 @@ class MessageAccepted(Event):
     outbound: tuple[str, ...] = ()   # recipients queued for relay
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(frozen=True, kw_only=True)
 class MessageRefused(Event):
     """A transaction's data was read and refused (``4xx`` or ``5xx``; steps 3 and 4)."""
 
@@ -139,7 +150,7 @@ class MessageRefused(Event):
     reply: str = ""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(frozen=True, kw_only=True)
 class RouteDecided(Event):
     """The relay chose where a recipient domain's mail goes next (step 4)."""
 
@@ -151,7 +162,7 @@ class RouteDecided(Event):
     error: str | None = None     # no route: why (then nothing is tried)
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(frozen=True, kw_only=True)
 class DeliveryAttempt(Event):
     """One relay attempt for some recipients of a message, and what came of it (step 4)."""
 
@@ -164,7 +175,7 @@ class DeliveryAttempt(Event):
     next_attempt: float | None = None  # when deferred: the next try (epoch seconds)
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(frozen=True, kw_only=True)
 class MessageStored(Event):
     """A message is in a local mailbox, durably (end of step 4)."""
 
@@ -174,7 +185,7 @@ class MessageStored(Event):
     sender: str = ""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(frozen=True, kw_only=True)
 class BounceGenerated(Event):
     """A delivery status notification (RFC 3464) was made for failed recipients (step 4).
 
@@ -187,7 +198,7 @@ class BounceGenerated(Event):
     bounce_queue_id: str = ""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(frozen=True, kw_only=True)
 class MessageRetrieved(Event):
     """A POP3 client read a message with RETR or TOP (step 5)."""
 
@@ -196,7 +207,7 @@ class MessageRetrieved(Event):
     size: int = 0
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(frozen=True, kw_only=True)
 class MessageDeleted(Event):
     """A message left its mailbox: POP3 QUIT after DELE, or an administrator (step 5)."""
 
@@ -352,18 +363,8 @@ class Subscription:
         self.close()
 
 
-class _Held:
-    """An event in the history that nobody has read yet: its class and fields."""
-
-    __slots__ = ("cls", "fields", "seq")
-
-    def __init__(self, cls: type[Event], fields: dict[str, Any], seq: int) -> None:
-        self.cls = cls
-        self.fields = fields
-        self.seq = seq
-
-    def event(self) -> Event:
-        return self.cls(**self.fields, seq=self.seq)
+_new_object = object.__new__
+_set_attribute = object.__setattr__
 
 
 class Bus:
@@ -371,8 +372,7 @@ class Bus:
 
     def __init__(self, history: int = 0) -> None:
         self._subscribers: list[Subscription] = []
-        self._history: deque[Event | _Held] = deque(maxlen=history)
-        self._held = False  # the history may hold _Held records
+        self._history: deque[Event] = deque(maxlen=history)
         self._keep = history > 0
         self._seq = itertools.count(1)
         self.published = 0
@@ -394,17 +394,21 @@ class Bus:
             subscriber.offer(event)
 
     def emit(self, cls: type[Event], fields: dict[str, Any]) -> None:
-        """Publish ``cls(**fields)``, building it only when a subscriber is there to take it
-        (``fields`` is the bus's from now on; ``time`` is stamped here when missing)."""
+        """Publish ``cls(**fields)``, made from ``fields`` itself (the bus's from now on; only
+        names of ``cls``'s fields; ``time`` and ``seq`` are stamped here)."""
         if not self.active:
             return
-        if self._subscribers:
-            self.publish(cls(**fields))
-            return
+        fields["time"] = time.time()
+        fields["seq"] = next(self._seq)
+        # cls(**fields) without __init__: fields becomes the event's __dict__ (the frozen
+        # __init__ sets each field through object.__setattr__, seven times the cost)
+        event = _new_object(cls)
+        _set_attribute(event, "__dict__", fields)
         self.published += 1
-        fields.setdefault("time", time.time())
-        self._history.append(_Held(cls, fields, next(self._seq)))
-        self._held = True
+        if self._keep:
+            self._history.append(event)
+        for subscriber in self._subscribers:
+            subscriber.offer(event)
 
     # -- subscribing ---------------------------------------------------------------------------
 
@@ -434,10 +438,6 @@ class Bus:
 
     def history(self, since: int = 0) -> Iterator[Event]:
         """Held events with ``seq > since``, oldest first."""
-        if self._held:  # build what emit() held, once
-            self._history = deque((item.event() if isinstance(item, _Held) else item
-                                   for item in self._history), maxlen=self._history.maxlen)
-            self._held = False
         return (event for event in list(self._history) if event.seq > since)
 
     @property

@@ -154,11 +154,11 @@ def publish_stored(server: Server, delivered: Delivered) -> None:
         return
     config = server.config
     for (owner, uid), row_id in zip(delivered.entries, delivered.ids, strict=True):
-        bus.publish(MessageStored(
-            server=config.hostname, domain=config.domains[0], step=4,
-            queue_id=delivered.queue_id or None, message_id=delivered.message_id or None,
-            mailbox_id=row_id, uidl=uid, owner=owner, size=delivered.size,
-            sender=delivered.sender))
+        bus.emit(MessageStored, {
+            "server": config.hostname, "domain": config.domains[0], "step": 4,
+            "queue_id": delivered.queue_id or None, "message_id": delivered.message_id or None,
+            "mailbox_id": row_id, "uidl": uid, "owner": owner, "size": delivered.size,
+            "sender": delivered.sender})
 
 
 async def _listen_pop3(server: Server, name: str, tls_context: ssl.SSLContext | None,

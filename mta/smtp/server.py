@@ -18,7 +18,7 @@ import logging
 import re
 import ssl
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -422,9 +422,11 @@ class _TracedMethods(dict[str, Any]):
 def _traced_function(name: str, function: Callable) -> Callable:
     """``function``, a command method of LabSMTP, publishing the client's line first."""
 
-    # wraps() copies the method's __dict__, so aiosmtpd's HELP still finds __smtp_syntax__
+    # wraps() copies the method's __dict__, so aiosmtpd's HELP still finds __smtp_syntax__.
+    # Not a coroutine itself: it hands aiosmtpd the method's own coroutine to await (one
+    # coroutine less per command).
     @functools.wraps(function)
-    async def run(self: LabSMTP, arg: str | None) -> None:
+    def run(self: LabSMTP, arg: str | None) -> Coroutine[Any, Any, None]:
         if self.state.bus.active:
             if name == "MAIL":  # the transaction's lines carry its queue id from here
                 self._begin_transaction()
@@ -433,7 +435,7 @@ def _traced_function(name: str, function: Callable) -> Callable:
             else:  # only AUTH's argument can hold a secret (its later lines: challenge_auth)
                 text = f"{name} {arg}"
                 self.publish_line("C", mask(text) if name == "AUTH" else text)
-        await function(self, arg)
+        return function(self, arg)
 
     return run
 

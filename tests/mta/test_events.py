@@ -135,12 +135,12 @@ def test_filters() -> None:
     assert events.matches(bounce, queue_id="NEW") and events.matches(bounce, queue_id="OLD")
 
 
-def _fields(text: str) -> dict[str, object]:
+def _fields(text: str, **more: object) -> dict[str, object]:
     return {"server": "mx.bob.lab", "domain": "bob.lab", "step": 4, "listener": "mx",
-            "peer": "127.0.0.1:5000", "direction": "C", "line": text}
+            "peer": "127.0.0.1:5000", "direction": "C", "line": text, **more}
 
 
-async def test_emitted_events_are_held_unbuilt_and_read_back_as_events() -> None:
+async def test_emitted_events_are_held_and_read_back_as_events() -> None:
     bus = Bus(history=3)
     for n in range(5):
         bus.emit(ProtocolLine, _fields(f"NOOP {n}"))
@@ -153,7 +153,19 @@ async def test_emitted_events_are_held_unbuilt_and_read_back_as_events() -> None
         bus.emit(ProtocolLine, _fields("QUIT"))
         assert [(e.seq, e.line) for e in replay.drain()] == [(5, "NOOP 4"), (6, "QUIT")]
     assert [e.seq for e in bus.history()] == [4, 5, 6]
-    assert list(bus.history()) == list(bus.history())  # built once, the same events
+    assert list(bus.history()) == list(bus.history())
+
+
+def test_emit_makes_the_event_init_would_make() -> None:
+    bus = Bus()
+    with bus.subscribe() as subscription:
+        bus.emit(ProtocolLine, _fields("NOOP", queue_id="Q1"))
+        (made,) = subscription.drain()
+    declared = ProtocolLine(**_fields("NOOP", queue_id="Q1"), time=made.time, seq=made.seq)
+    assert made == declared and hash(made) == hash(declared) and repr(made) == repr(declared)
+    assert made.to_dict() == declared.to_dict() and made.uidl is None  # a class default
+    with pytest.raises(AttributeError):
+        made.line = "x"  # type: ignore[misc]
 
 
 async def test_emit_builds_at_once_for_a_subscriber_and_not_at_all_when_inactive() -> None:

@@ -66,6 +66,20 @@ def test_a_normal_delivery_traced_in_order(mail_lab: MailLab) -> None:
     [retrieved] = [e for e in trace.events if e.kind == "retrieved"]
     assert (retrieved.uidl, retrieved.owner) == (stored.uidl, "bob@bob.lab")
     assert "retrieved: bob@bob.lab uidl " in str(trace)
+    assert_made_as_declared(trace.events)
+
+
+def assert_made_as_declared(made) -> None:
+    """Events the bus made from their publishers' dicts (``Bus.emit``) hold only their class's
+    fields, equal the event ``__init__`` makes of them, and stay frozen."""
+    from dataclasses import FrozenInstanceError, fields
+
+    for event in made:
+        names = {f.name for f in fields(event)}
+        assert set(vars(event)) <= names, (event.kind, set(vars(event)) - names)
+        assert type(event)(**{name: getattr(event, name) for name in names}) == event
+        with pytest.raises(FrozenInstanceError):
+            event.seq = 0
 
 
 @pytest.mark.mail_lab(clock="fake")
