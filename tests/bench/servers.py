@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import logging
+import operator
 import os
 import signal
 import sys
@@ -209,7 +211,7 @@ async def run_mx(args: argparse.Namespace) -> dict[str, Any]:
         server.store.on_delivery(
             lambda d: deliveries.extend((time.monotonic(), uid) for _, uid in d.entries)
         )
-    consumer = subscriber(server.bus) if args.subscribe else None
+    consumer, events_seen = subscriber(server.bus) if args.subscribe else (None, None)
     started = time.perf_counter()
     for item in args.fill:
         owner, _, count = item.partition("=")
@@ -228,6 +230,8 @@ async def run_mx(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"messages": stored, "commits": stats.commits, "jobs": stats.jobs}
     if args.track:
         out["deliveries"] = seen
+    if events_seen is not None:
+        out["events_seen"] = dict(events_seen)
     return out
 
 
@@ -242,11 +246,14 @@ async def visible_at(store: Any, deliveries: list[tuple[float, str]]) -> dict[st
     return seen
 
 
-def subscriber(bus: Any) -> asyncio.Task[None]:
+KIND = operator.attrgetter("kind")
+
+
+def subscriber(bus: Any) -> tuple[asyncio.Task[None], collections.Counter[str]]:
     """A consumer of every event on the bus, as the HTTP event stream is (issue 12): it wakes
-    for an event, lets others gather for ``BATCH_SECONDS``, then looks at every one."""
+    for an event, lets others gather for ``BATCH_SECONDS``, then counts every one by kind."""
     subscription = bus.subscribe()
-    kinds: dict[str, int] = {}
+    kinds: collections.Counter[str] = collections.Counter()
 
     from mta.http.sse import BATCH_SECONDS
 
@@ -254,10 +261,10 @@ def subscriber(bus: Any) -> asyncio.Task[None]:
         with subscription:
             async for first in subscription:
                 await asyncio.sleep(BATCH_SECONDS)
-                for event in [first, *subscription.drain()]:
-                    kinds[event.kind] = kinds.get(event.kind, 0) + 1
+                kinds[first.kind] += 1
+                kinds.update(map(KIND, subscription.drain()))
 
-    return asyncio.get_running_loop().create_task(consume())
+    return asyncio.get_running_loop().create_task(consume()), kinds
 
 
 def message_id(raw: bytes) -> str:
