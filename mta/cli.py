@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from mta import config as config_mod
+from mta import memory, workers
 from mta import server as server_mod
-from mta import workers
 from mta.addresses import normalise
 from mta.config import IMPLICIT_TLS, Config, ConfigError
 from mta.store import (
@@ -99,6 +99,7 @@ async def _serve(config: Config, config_path: Path, worker: bool,
                 await workers.forward_events(server.bus)
         else:
             pool = await _announce_and_start_workers(config, config_path, server)
+        memory.freeze_start_up()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:

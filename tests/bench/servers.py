@@ -212,6 +212,9 @@ async def run_mx(args: argparse.Namespace) -> dict[str, Any]:
             lambda d: deliveries.extend((time.monotonic(), uid) for _, uid in d.entries)
         )
     consumer, events_seen = subscriber(server.bus) if args.subscribe else (None, None)
+    from mta.memory import freeze_start_up
+
+    freeze_start_up()  # as `mta serve` does once it is up
     started = time.perf_counter()
     for item in args.fill:
         owner, _, count = item.partition("=")
