@@ -57,6 +57,12 @@ def _blank(cls: type) -> dict[str, Any]:
     return {f.name: None if f.default is MISSING else f.default for f in fields(cls)}
 
 
+def blank(cls: type[Event]) -> dict[str, Any]:
+    """A new dict of every field of ``cls`` with its default, in declaration order: a
+    publisher's template for ``Bus.emit`` (``time`` and ``seq`` are stamped there)."""
+    return dict(_blank(cls))
+
+
 @functools.cache
 def _tuple_fields(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls) if isinstance(f.default, tuple))

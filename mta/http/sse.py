@@ -139,11 +139,11 @@ def _json_of(data: dict[str, Any]) -> bytes:
 
 @functools.cache
 def _frame_parts(cls: type[events.Event], separator: bytes) -> tuple[bytes, dict[str, Any]]:
-    """The frame of a ``cls`` event with holes for its id and data, and ``to_dict()`` of an
-    event of ``cls`` that has every default."""
-    template = b"id: %%d%bevent: %b%bdata: %%b%b%b" % (
-        separator, cls.kind.encode(), separator, separator, separator)
-    return template, cls(time=0.0).to_dict()
+    """The frame of a ``cls`` event with holes for its id and for its JSON after ``"kind"``,
+    and every field of ``cls`` with its default."""
+    template = b'id: %%d%bevent: %b%bdata: {"kind":"%b",%%b%b%b' % (
+        separator, cls.kind.encode(), separator, cls.kind.encode(), separator, separator)
+    return template, events.blank(cls)
 
 
 def event_frame(event: events.Event, separator: bytes) -> bytes:
@@ -152,8 +152,11 @@ def event_frame(event: events.Event, separator: bytes) -> bytes:
     an event, about 20 an SMTP delivery, on the MX's loop (issue 13). Only for a ``data`` of
     one line, which JSON is; anything else goes through ``send`` itself."""
     template, blank = _frame_parts(type(event), separator)
-    # to_dict(), short of turning tuples into lists: JSON writes both as arrays
-    return template % (event.seq, _json_of({**blank, **vars(event)}))
+    fields = vars(event)
+    if len(fields) != len(blank):  # made from some of its fields: the rest are defaults
+        fields = blank | fields
+    # to_dict() but for tuples, which JSON writes as arrays as it does lists; "kind" first
+    return template % (event.seq, _json_of(fields)[1:])
 
 
 async def _pump(response: BatchedEventSource, subscription: events.Subscription) -> None:

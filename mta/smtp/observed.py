@@ -20,6 +20,7 @@ from mta.events import (
     ProtocolLine,
     SessionClosed,
     SessionOpened,
+    blank,
     new_session_id,
 )
 from mta.message import message_id as message_id_of
@@ -66,11 +67,11 @@ class Observed:
         queue_id = self.reply_queue_id
         if queue_id is None and self.envelope is not None:
             queue_id = self.envelope.queue_id
-        # The commonest event, about fifteen a delivery: a copy of a dict that has every key
-        # already (Bus.emit's time and seq too) is cheaper than building one.
+        # The commonest event, about fifteen a delivery: a copy of a dict that has every field
+        # already (Bus.emit's time and seq too) is cheaper than building one, and the event
+        # stream writes such an event's dict as it is (mta.http.sse.event_frame).
         if self._line_fields is None:
-            self._line_fields = {**self._envelope_fields(), "queue_id": None, "direction": "",
-                                 "line": "", "time": 0.0, "seq": 0}
+            self._line_fields = blank(ProtocolLine) | self._envelope_fields()
         fields = self._line_fields.copy()
         fields["queue_id"] = queue_id
         fields["direction"] = direction

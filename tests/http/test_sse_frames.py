@@ -18,7 +18,8 @@ text = st.text(st.characters(codec=None, exclude_categories=()), max_size=40)
 
 @st.composite
 def emitted(draw: st.DrawFn) -> events.Event:
-    """An event as ``Bus.emit`` makes them: from a dict of some of its fields."""
+    """An event as ``Bus.emit`` makes them, from a dict of some or all of its fields, or as
+    its ``__init__`` does."""
     cls = draw(st.sampled_from(events.EVENT_TYPES))
     fields = {"time": draw(st.floats(0, 2e9)), "seq": draw(st.integers(1, 2**53)),
               "server": draw(text), "queue_id": draw(st.none() | text)}
@@ -26,6 +27,11 @@ def emitted(draw: st.DrawFn) -> events.Event:
         fields.update(direction=draw(st.sampled_from("CS")), line=draw(text))
     if cls is events.MessageAccepted:
         fields.update(recipients=tuple(draw(st.lists(text, max_size=3))))
+    how = draw(st.sampled_from(["some fields", "every field", "__init__"]))
+    if how == "__init__":
+        return cls(**fields)
+    if how == "every field":  # as an SMTP session's lines are made
+        fields = events.blank(cls) | fields
     bus = events.Bus()
     with bus.subscribe() as subscription:
         bus.emit(cls, fields)
