@@ -322,7 +322,8 @@ def bench_mx(s: Settings, say: Any) -> dict[str, Any]:
     postfix_runs: list[dict[str, Any]] = []
     for concurrency, count in s.mx_counts.items():
         for round_ in range(s.rounds):
-            runs += [mx_run(s, kind, concurrency, count, round_, say) for kind in KINDS]
+            order = KINDS if round_ % 2 == 0 else KINDS[::-1]  # A B C D, D C B A, ...
+            runs += [mx_run(s, kind, concurrency, count, round_, say) for kind in order]
             if master and concurrency in postfix_mta.CONCURRENCIES:
                 postfix_runs.append(run := postfix_mta.bench_round(
                     master, partial(load, s), concurrency, count, s.warmup, round_ + 1))
