@@ -59,10 +59,11 @@ class RelayWorker:
         self.router = router or Router(config)
         self._wakeup = asyncio.Event()
         self._in_flight: set[int] = set()
+        self._batches: set[asyncio.Task[None]] = set()  # attempts the loop started
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._unsubscribe = store.on_queued(lambda _queue_id: self.wake())
-        self.runs = 0  # completed run_once calls (for tests and the lab)
+        self.runs = 0  # looks at the queue so far (for tests and the lab)
         self._progress = asyncio.Event()  # set whenever attempts are recorded
         self.bus = bus if bus is not None else Bus()
         self.client = RelayClient(config, self.bus)
@@ -123,47 +124,74 @@ class RelayWorker:
         await self.wait_for(empty, timeout)
 
     async def _run(self) -> None:
+        """Start what is due whenever mail is queued or a retry falls due, without waiting for
+        earlier attempts: they run on (``MAX_PARALLEL`` at once) while new mail starts."""
         recheck = self.config.queue.idle_recheck or 5.0
-        while not self._closing:
-            self._wakeup.clear()
-            try:
-                await self.run_once()
-                next_due = await self.store.next_due(exclude=list(self._in_flight))
-            except (StoreError, OSError, ValueError) as exc:
-                log.error("relay: queue run failed: %s", exc)
-                next_due = None
-            except Exception:
-                log.exception("relay: queue run failed")
-                next_due = None
-            if self._closing:
-                return
-            timeout = recheck if next_due is None else min(recheck, next_due - self.clock.now())
-            if timeout > 0 and not self._wakeup.is_set():
+        slots = asyncio.Semaphore(MAX_PARALLEL)
+        try:
+            while not self._closing:
+                self._wakeup.clear()
                 try:
-                    await asyncio.wait_for(self._wakeup.wait(), timeout)
-                except TimeoutError:
-                    pass
+                    now = self.clock.now()
+                    rows = await self.store.due(now, exclude=list(self._in_flight))
+                    if rows:
+                        self._launch(rows, now, slots)
+                    self.runs += 1
+                    next_due = await self.store.next_due(exclude=list(self._in_flight))
+                except (StoreError, OSError, ValueError) as exc:
+                    log.error("relay: queue run failed: %s", exc)
+                    next_due = None
+                except Exception:
+                    log.exception("relay: queue run failed")
+                    next_due = None
+                if self._closing:
+                    break
+                timeout = recheck if next_due is None else min(recheck,
+                                                               next_due - self.clock.now())
+                if timeout > 0 and not self._wakeup.is_set():
+                    try:
+                        await asyncio.wait_for(self._wakeup.wait(), timeout)
+                    except TimeoutError:
+                        pass
+        finally:
+            # attempts in flight end before the loop does (close() gives them its grace; a
+            # cancelled gather cancels them)
+            if self._batches:
+                await asyncio.gather(*self._batches)
 
     # -- one run ----------------------------------------------------------------------------------
 
     async def run_once(self, now: float | None = None) -> int:
-        """Attempt every row due at ``now`` (default: the clock's); returns how many."""
+        """Attempt every row due at ``now`` (default: the clock's) and wait for the outcomes;
+        returns how many."""
         now = self.clock.now() if now is None else now
         rows = await self.store.due(now, exclude=list(self._in_flight))
-        if not rows:
-            self.runs += 1
-            return 0
+        if rows:
+            await self._launch(rows, now, asyncio.Semaphore(MAX_PARALLEL))
+        self.runs += 1
+        return len(rows)
+
+    def _launch(self, rows: list[QueueRow], now: float,
+                slots: asyncio.Semaphore) -> asyncio.Task[None]:
+        """A task attempting ``rows``; they are in flight from now (the next query of the
+        queue leaves them out) until their outcomes are recorded."""
         ids = [row.id for row in rows]
         self._in_flight.update(ids)
+        task = asyncio.get_running_loop().create_task(self._attempt(rows, ids, now, slots))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+        return task
+
+    async def _attempt(self, rows: list[QueueRow], ids: list[int], now: float,
+                       slots: asyncio.Semaphore) -> None:
         try:
             groups: dict[tuple[str, str], list[QueueRow]] = defaultdict(list)
             for row in rows:
                 groups[(row.queue_id, row.domain)].append(row)
             routes: dict[str, asyncio.Future[Route]] = {}
-            limit = asyncio.Semaphore(MAX_PARALLEL)
 
             async def one(group: list[QueueRow]) -> None:
-                async with limit:
+                async with slots:
                     try:
                         await self._deliver(group, now, routes)
                     except StoreError as exc:
@@ -179,8 +207,7 @@ class RelayWorker:
         finally:
             self._in_flight.difference_update(ids)
             self._progress.set()
-        self.runs += 1
-        return len(rows)
+            self.wake()  # deferred rows may be due before the loop's next look
 
     async def _route(self, domain: str, routes: dict[str, asyncio.Future[Route]]) -> Route:
         if domain not in routes:

@@ -330,3 +330,35 @@ async def test_the_lab_routes_the_relay_without_replacing_the_servers_config(
     assert alice.server.config.listeners.mx is not None
     assert alice.server.config.listeners.mx.port == 0
     assert alice.ports["mx"] == alice.server.listeners["mx"].port != 0
+
+
+async def test_mail_queued_while_an_attempt_hangs_goes_out_at_once(lab_factory: Any) -> None:
+    """The worker's loop does not wait for earlier attempts: a next hop that greets and then
+    says nothing holds its own message, not the ones queued after it."""
+    loop = asyncio.get_running_loop()
+    greeted = asyncio.Event()
+    held: list[asyncio.BaseTransport] = []
+
+    class Silent(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            transport.write(b"220 slow.example ESMTP\r\n")
+            held.append(transport)
+            greeted.set()
+
+    server = await loop.create_server(Silent, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        lab = await lab_factory(routes={"slow.example": ("127.0.0.1", port)})
+        alice = lab["alice.lab"]
+        await submit(alice.ports["submission"], ["someone@slow.example"], message(
+            to="someone@slow.example"))
+        await asyncio.wait_for(greeted.wait(), 5)
+        await submit(alice.ports["submission"], [BOB], message())
+        await lab.wait_for_delivery(BOB, 1, timeout=5)  # the EHLO to slow.example still waits
+        assert alice.relay.busy
+        [slow] = [r for r in await alice.store.queue_rows() if r.domain == "slow.example"]
+        assert slow.attempts == 0
+    finally:
+        for transport in held:  # the hanging attempt ends (deferred) before the lab closes
+            transport.close()
+        server.close()
