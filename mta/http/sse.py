@@ -134,7 +134,7 @@ def _json_of(data: dict[str, Any]) -> bytes:
     try:
         return orjson.dumps(data)
     except orjson.JSONEncodeError:  # a lone surrogate (aiosmtpd's undecodable octets)
-        return json.dumps(data).encode("ascii")
+        return json.dumps(data, separators=(",", ":")).encode("ascii")  # orjson's layout
 
 
 @functools.cache

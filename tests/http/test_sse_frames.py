@@ -55,3 +55,10 @@ def test_an_undecodable_line_is_sent_escaped() -> None:
     data = event_json(event)
     assert data.isascii() and json.loads(data)["line"] == "MAIL FROM:<\udcff@x>"
     assert event_frame(event, b"\r\n").startswith(b"id: 7\r\nevent: line\r\ndata: {")
+
+
+def test_a_frame_with_a_lone_surrogate_is_what_aiohttp_sse_sends() -> None:
+    event = events.SessionOpened(server="\ud800", seq=1)
+    response = BatchedEventSource()
+    sent = asyncio.run(response.framed(event_json(event).decode(), "1", event.kind))
+    assert event_frame(event, response.separator) == sent
