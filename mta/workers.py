@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -61,7 +60,7 @@ async def forward_events(bus: Bus) -> asyncio.Task[None]:
             if transport.get_write_buffer_size() > FORWARD_BUFFER:
                 bus.dropped += 1
                 continue
-            transport.write(json.dumps(event.to_dict()).encode() + b"\n")
+            transport.write(events.to_json(event) + b"\n")
 
     return loop.create_task(run(), name="forward-events")
 
@@ -70,7 +69,7 @@ async def receive_events(stream: asyncio.StreamReader, bus: Bus) -> None:
     """In the first process: publish the events a worker writes until its output ends."""
     while line := await stream.readline():
         try:
-            event = events.from_dict(json.loads(line))
+            event = events.from_json(line)
         except (ValueError, KeyError, TypeError):
             log.warning("worker wrote something that is not an event: %r", line[:200])
             continue

@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-import orjson
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
@@ -126,15 +125,8 @@ class BatchedEventSource(EventSourceResponse):
 
 
 def event_json(event: events.Event) -> bytes:
-    """``Event.to_dict()`` as JSON in UTF-8, on one line (JSON escapes CR and LF)."""
-    return _json_of(event.to_dict())
-
-
-def _json_of(data: dict[str, Any]) -> bytes:
-    try:
-        return orjson.dumps(data)
-    except orjson.JSONEncodeError:  # a lone surrogate (aiosmtpd's undecodable octets)
-        return json.dumps(data, separators=(",", ":")).encode("ascii")  # orjson's layout
+    """``Event.to_dict()`` as JSON in UTF-8, on one line (``events.to_json``)."""
+    return events.to_json(event)
 
 
 @functools.cache
@@ -156,7 +148,7 @@ def event_frame(event: events.Event, separator: bytes) -> bytes:
     if len(fields) != len(blank):  # made from some of its fields: the rest are defaults
         fields = blank | fields
     # to_dict() but for tuples, which JSON writes as arrays as it does lists; "kind" first
-    return template % (event.seq, _json_of(fields)[1:])
+    return template % (event.seq, events.json_bytes(fields)[1:])
 
 
 async def _pump(response: BatchedEventSource, subscription: events.Subscription) -> None:

@@ -176,3 +176,11 @@ async def test_emit_builds_at_once_for_a_subscriber_and_not_at_all_when_inactive
         bus.emit(ProtocolLine, _fields("NOOP"))
         (event,) = subscription.drain()
     assert isinstance(event, ProtocolLine) and event.seq == 1 and event.line == "NOOP"
+
+
+@pytest.mark.parametrize("line", ["MAIL FROM:<a@b>", "RCPT TO:<\udcff@x>", "Grüße"])
+def test_json_lines_round_trip_as_workers_send_them(line: str) -> None:
+    event = MessageAccepted(server="mx.bob.lab", recipients=(line,), seq=3)
+    data = events.to_json(event)
+    assert b"\n" not in data and b"\r" not in data
+    assert events.from_json(data) == event
