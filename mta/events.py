@@ -17,7 +17,9 @@ consumer that connects late (an SSE client with ``Last-Event-ID``, ``Lab.trace``
 them. Publishers ask ``bus.active`` first, so a server nobody watches builds no events; the
 busiest ones hand the bus an event's class and fields (``emit``), which makes the event from
 that dict as it is, without the dataclass ``__init__`` (a delivery is about twenty events, and
-the frozen ``__init__`` cost seven times as much: issues 12 and 13).
+the frozen ``__init__`` cost seven times as much: issues 12 and 13). The history keeps what
+nobody has read yet as those dicts and makes the events when it is read: dicts of plain values
+are no work for the garbage collector.
 
 How one message is followed across hops (the contract every publisher keeps):
 
@@ -400,12 +402,25 @@ _new_object = object.__new__
 _set_attribute = object.__setattr__
 
 
+def _made(cls: type[Event], fields: dict[str, Any]) -> Event:
+    """``cls(**fields)`` without ``__init__``: ``fields`` becomes the event's ``__dict__`` (the
+    frozen ``__init__`` sets each field through ``object.__setattr__``, seven times the cost)."""
+    event = _new_object(cls)
+    _set_attribute(event, "__dict__", fields)
+    return event
+
+
 class Bus:
     """One process's event bus. Publish from the event loop's thread only."""
 
     def __init__(self, history: int = 0) -> None:
         self._subscribers: list[Subscription] = []
         self._history: deque[Event] = deque(maxlen=history)
+        # Published since the history was last read, as classes and dicts of fields: a dict of
+        # plain values is no work for the garbage collector, an event is (issue 13: a third of
+        # what an idle HTTP listener's history cost the MX). Made into events when read.
+        self._new_classes: deque[type[Event]] = deque(maxlen=history)
+        self._new_fields: deque[dict[str, Any]] = deque(maxlen=history)
         self._keep = history > 0
         self._seq = itertools.count(1)
         self.published = 0
@@ -422,7 +437,8 @@ class Bus:
         object.__setattr__(event, "seq", next(self._seq))
         self.published += 1
         if self._keep:
-            self._history.append(event)
+            self._new_classes.append(type(event))
+            self._new_fields.append(vars(event))
         for subscriber in self._subscribers:
             subscriber.offer(event)
 
@@ -433,15 +449,15 @@ class Bus:
             return
         fields["time"] = time.time()
         fields["seq"] = next(self._seq)
-        # cls(**fields) without __init__: fields becomes the event's __dict__ (the frozen
-        # __init__ sets each field through object.__setattr__, seven times the cost)
-        event = _new_object(cls)
-        _set_attribute(event, "__dict__", fields)
         self.published += 1
         if self._keep:
-            self._history.append(event)
-        for subscriber in self._subscribers:
-            subscriber.offer(event)
+            self._new_classes.append(cls)
+            self._new_fields.append(fields)
+        if self._subscribers:
+            event = _new_object(cls)  # _made(cls, fields), inline: a call less per event
+            _set_attribute(event, "__dict__", fields)
+            for subscriber in self._subscribers:
+                subscriber.offer(event)
 
     # -- subscribing ---------------------------------------------------------------------------
 
@@ -465,18 +481,29 @@ class Bus:
         """Hold at least the newest ``size`` events for late consumers. Never shrinks: two
         consumers on one bus (a lab's traces and an HTTP listener) each get what they asked."""
         size = max(size, self._history.maxlen or 0)
-        self._history = deque(self._history, maxlen=size)
+        self._history = deque(self._held(), maxlen=size)
+        self._new_classes = deque(maxlen=size)
+        self._new_fields = deque(maxlen=size)
         self._keep = size > 0
         self.active = self._keep or bool(self._subscribers)
 
+    def _held(self) -> deque[Event]:
+        """The history, the events published since it was last read made now."""
+        if self._new_fields:
+            self._history.extend(map(_made, self._new_classes, self._new_fields))
+            self._new_classes.clear()
+            self._new_fields.clear()
+        return self._history
+
     def history(self, since: int = 0) -> Iterator[Event]:
         """Held events with ``seq > since``, oldest first."""
-        return (event for event in list(self._history) if event.seq > since)
+        return (event for event in list(self._held()) if event.seq > since)
 
     @property
     def oldest_held(self) -> int:
         """The ``seq`` of the oldest held event (0 when none is held)."""
-        return self._history[0].seq if self._history else 0
+        held = self._held()
+        return held[0].seq if held else 0
 
     @property
     def subscribers(self) -> int:

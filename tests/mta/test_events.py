@@ -184,3 +184,16 @@ def test_json_lines_round_trip_as_workers_send_them(line: str) -> None:
     data = events.to_json(event)
     assert b"\n" not in data and b"\r" not in data
     assert events.from_json(data) == event
+
+
+def test_an_unread_history_is_no_work_for_the_garbage_collector() -> None:
+    """Events published while nobody subscribes are held as dicts of plain values, which the
+    collector does not track, until the history is read (issue 13: the idle HTTP listener)."""
+    import gc
+
+    bus = Bus(history=1000)
+    before = len(gc.get_objects())
+    for n in range(1000):
+        bus.emit(ProtocolLine, _fields(f"NOOP {n}"))
+    assert len(gc.get_objects()) - before < 50
+    assert [e.line for e in bus.history(since=998)] == ["NOOP 998", "NOOP 999"]
