@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_web_serves_the_pages_until_ctrl_c() -> None:
-    env = {**os.environ, "PYTHONIOENCODING": "utf-8", "PYTHONUNBUFFERED": "1"}
+    # faulthandler: a demo that does not stop is killed with SIGABRT, which prints its stacks
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8", "PYTHONUNBUFFERED": "1",
+           "PYTHONFAULTHANDLER": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "mua", "demo", "--web", "--port", "0", "--lang", "zh"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", cwd=ROOT,
@@ -35,7 +37,12 @@ def test_demo_web_serves_the_pages_until_ctrl_c() -> None:
         assert config["peers"][0]["domains"] == ["bob.lab"]
     finally:
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=30)
+        try:
+            out, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)  # never left behind for the next test
+            out, err = process.communicate(timeout=30)
+            raise AssertionError(f"mua demo --web did not stop on Ctrl-C:\n{err[-5000:]}") from None
     assert process.returncode == 130, err
     assert err.strip() == "mua: interrupted"
     assert "Traceback" not in out + err
