@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mta import events
-from mta.http.sse import BatchedEventSource, event_frame
+from mta.http.sse import BatchedEventSource, event_frame, event_json
 
 text = st.text(st.characters(codec=None, exclude_categories=()), max_size=40)
 
@@ -43,7 +43,7 @@ def emitted(draw: st.DrawFn) -> events.Event:
 @given(emitted(), st.sampled_from([None, "\n", "\r\n"]))
 def test_a_frame_is_what_aiohttp_sse_sends(event: events.Event, sep: str | None) -> None:
     response = BatchedEventSource(sep=sep)
-    data = events.to_json(event)
+    data = event_json(event)
     assert b"\r" not in data and b"\n" not in data
     sent = asyncio.run(response.framed(data.decode(), str(event.seq), event.kind))
     assert event_frame(event, response.separator) == sent
@@ -52,7 +52,7 @@ def test_a_frame_is_what_aiohttp_sse_sends(event: events.Event, sep: str | None)
 
 def test_an_undecodable_line_is_sent_escaped() -> None:
     event = events.ProtocolLine(line="MAIL FROM:<\udcff@x>", seq=7)
-    data = events.to_json(event)
+    data = event_json(event)
     assert data.isascii() and json.loads(data)["line"] == "MAIL FROM:<\udcff@x>"
     assert event_frame(event, b"\r\n").startswith(b"id: 7\r\nevent: line\r\ndata: {")
 
@@ -60,5 +60,5 @@ def test_an_undecodable_line_is_sent_escaped() -> None:
 def test_a_frame_with_a_lone_surrogate_is_what_aiohttp_sse_sends() -> None:
     event = events.SessionOpened(server="\ud800", seq=1)
     response = BatchedEventSource()
-    sent = asyncio.run(response.framed(events.to_json(event).decode(), "1", event.kind))
+    sent = asyncio.run(response.framed(event_json(event).decode(), "1", event.kind))
     assert event_frame(event, response.separator) == sent
